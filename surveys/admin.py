@@ -1,0 +1,212 @@
+"""Django admin: touchpoints, customers (with "Send survey"), invitations, responses, API keys."""
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.shortcuts import render
+from django.utils.html import format_html
+
+from . import emails, services
+from .forms import SendSurveyForm
+from .models import ApiKey, Customer, Invitation, Response, SurveySkip, Touchpoint
+
+
+@admin.register(Touchpoint)
+class TouchpointAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "is_active", "cooldown_days", "expiry_days", "reminder_delay_days"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "is_active"]}),
+        (
+            "Wording",
+            {
+                "fields": [
+                    "question",
+                    "reason_prompt",
+                    "reason_prompt_promoter",
+                    "reason_prompt_passive",
+                    "reason_prompt_detractor",
+                ]
+            },
+        ),
+        ("Sending", {"fields": ["cooldown_days", "expiry_days", "reminder_delay_days"]}),
+        ("Promoters", {"fields": ["promoter_offer", "coupon_validity_days"]}),
+        ("Detractors", {"fields": ["alert_recipients"]}),
+    ]
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class InvitationInline(ReadOnlyInline):
+    model = Invitation
+    fields = ["touchpoint", "status", "created_at", "sent_at", "answered_at", "expires_at", "last_error"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+
+
+class SurveySkipInline(ReadOnlyInline):
+    model = SurveySkip
+    verbose_name = "survey not sent"
+    verbose_name_plural = "surveys not sent (and why)"
+    fields = ["created_at", "touchpoint", "reason", "source"]
+    readonly_fields = fields
+    show_change_link = False
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ["email", "name", "external_id", "locale", "unsubscribed_at", "created_at"]
+    list_filter = [("unsubscribed_at", admin.EmptyFieldListFilter), "locale"]
+    search_fields = ["email", "name", "external_id", "phone"]
+    readonly_fields = ["created_at", "updated_at", "unsubscribed_at"]
+    fields = ["email", "name", "phone", "external_id", "locale", "unsubscribed_at", "created_at", "updated_at"]
+    inlines = [InvitationInline, SurveySkipInline]
+    actions = ["send_survey"]
+
+    @admin.action(description="Send survey", permissions=["change"])
+    def send_survey(self, request, queryset):
+        form = SendSurveyForm(request.POST if "touchpoint" in request.POST else None)
+        if not form.is_valid():
+            return render(
+                request,
+                "admin/surveys/customer/send_survey.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Send survey",
+                    "form": form,
+                    "customers": queryset,
+                    "opts": self.model._meta,
+                    "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                },
+            )
+        touchpoint = form.cleaned_data["touchpoint"]
+        sent, skipped = 0, {}
+        for customer in queryset:
+            with transaction.atomic():
+                outcome = services.invitation_request(
+                    touchpoint=touchpoint, customer=customer, source=Invitation.Source.ADMIN
+                )
+            if outcome.skipped:
+                skipped.setdefault(outcome.skip_reason, []).append(customer.email)
+            else:
+                sent += 1
+        if sent:
+            self.message_user(request, f"{sent} survey(s) for “{touchpoint}” queued for sending.", messages.SUCCESS)
+        for reason, addresses in skipped.items():
+            label = SurveySkip.Reason(reason).label
+            self.message_user(
+                request, f"Not sent ({label}): {', '.join(addresses)}", messages.WARNING
+            )
+        return None
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["customer", "touchpoint", "status", "source", "created_at", "sent_at", "answered_at"]
+    list_filter = ["status", "source", "touchpoint", ("answered_at", admin.EmptyFieldListFilter)]
+    search_fields = ["customer__email", "customer__name", "customer__external_id"]
+    list_select_related = ["customer", "touchpoint"]
+    date_hierarchy = "created_at"
+    readonly_fields = [
+        "customer",
+        "touchpoint",
+        "survey_link",
+        "status",
+        "source",
+        "created_at",
+        "send_after",
+        "claimed_at",
+        "sent_at",
+        "reminded_at",
+        "opened_at",
+        "answered_at",
+        "expires_at",
+        "send_attempts",
+        "last_error",
+    ]
+    exclude = ["token"]
+    actions = ["retry_sending"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="survey link")
+    def survey_link(self, obj):
+        url = emails.survey_url(obj)
+        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, url)
+
+    @admin.action(description="Retry sending failed invitations", permissions=["change"])
+    def retry_sending(self, request, queryset):
+        retried = sum(services.invitation_retry(invitation=invitation) for invitation in queryset)
+        self.message_user(request, f"{retried} failed invitation(s) queued again.", messages.SUCCESS)
+
+
+@admin.register(Response)
+class ResponseAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "customer", "touchpoint", "score", "category", "short_reason"]
+    list_filter = ["category", "touchpoint", "score"]
+    search_fields = ["customer__email", "customer__name", "reason"]
+    list_select_related = ["customer", "touchpoint"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["invitation", "customer", "touchpoint", "score", "category", "reason", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="reason")
+    def short_reason(self, obj):
+        return obj.reason if len(obj.reason) <= 80 else obj.reason[:79] + "…"
+
+
+@admin.register(SurveySkip)
+class SurveySkipAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "customer", "touchpoint", "reason", "source"]
+    list_filter = ["reason", "source", "touchpoint"]
+    search_fields = ["customer__email"]
+    list_select_related = ["customer", "touchpoint"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    fields = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        api_key, raw_key = services.api_key_create(name=obj.name)
+        obj.pk, obj.prefix, obj.key_hash = api_key.pk, api_key.prefix, api_key.key_hash
+        self.message_user(
+            request,
+            format_html("New API key (shown once, copy it now): <code>{}</code>", raw_key),
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
+    def revoke(self, request, queryset):
+        for api_key in queryset:
+            services.api_key_revoke(api_key=api_key)
+        self.message_user(request, "Revoked.", messages.SUCCESS)

@@ -1,0 +1,100 @@
+"""The JSON API for integrators: `POST /api/v1/invitations`.
+
+Authentication is `Authorization: Bearer <key>`. Every error answers
+`{"error": "<code>", "detail": "<text for a person>"}`.
+"""
+
+import json
+
+from django.db import transaction
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from . import emails, selectors, services
+from .forms import InvitationRequestForm
+from .models import ApiKey
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+
+def api_error(status: int, code: str, detail: str, **extra) -> JsonResponse:
+    response = JsonResponse({"error": code, "detail": detail, **extra}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+def _authenticate(request: HttpRequest) -> ApiKey | None:
+    scheme, _, raw_key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return services.api_key_authenticate(raw_key=raw_key.strip())
+
+
+def _parse_json_object(request: HttpRequest) -> tuple[dict | None, JsonResponse | None]:
+    content_type = request.content_type or ""
+    if content_type not in ("application/json", "") and not content_type.endswith("+json"):
+        return None, api_error(415, "unsupported_media_type", "Send the body as JSON (Content-Type: application/json).")
+    if len(request.body) > MAX_BODY_BYTES:
+        return None, api_error(413, "body_too_large", f"The body must be at most {MAX_BODY_BYTES} bytes.")
+    try:
+        data = json.loads(request.body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None, api_error(400, "malformed_json", "The body is not valid UTF-8 JSON.")
+    if not isinstance(data, dict):
+        return None, api_error(400, "malformed_json", "The body must be a JSON object.")
+    return data, None
+
+
+@csrf_exempt
+def invitations_create(request: HttpRequest) -> JsonResponse:
+    if request.method != "POST":
+        response = api_error(405, "method_not_allowed", "Use POST to create an invitation.")
+        response["Allow"] = "POST"
+        return response
+    api_key = _authenticate(request)
+    if api_key is None:
+        return api_error(401, "unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'.")
+    data, error = _parse_json_object(request)
+    if error is not None:
+        return error
+    idempotency_key = request.headers.get("Idempotency-Key", "").strip()
+    if len(idempotency_key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        return api_error(400, "invalid_idempotency_key", "The Idempotency-Key header is at most 255 characters.")
+
+    form = InvitationRequestForm(data)
+    if not form.is_valid():
+        fields = {field: [str(e) for e in errors] for field, errors in form.errors.items()}
+        first_field, first_errors = next(iter(fields.items()))
+        return api_error(400, "invalid_request", f"{first_field}: {first_errors[0]}", fields=fields)
+    touchpoint = selectors.touchpoint_for_slug(slug=form.cleaned_data["touchpoint"])
+    if touchpoint is None:
+        return api_error(404, "touchpoint_not_found", f"No touchpoint has the slug {form.cleaned_data['touchpoint']!r}.")
+
+    with transaction.atomic():
+        if idempotency_key:
+            earlier = services.idempotency_claim(api_key=api_key, key=idempotency_key)
+            if earlier is not None:
+                replay = JsonResponse(earlier.body, status=earlier.status_code)
+                replay["Idempotent-Replayed"] = "true"
+                return replay
+        try:
+            customer = services.customer_upsert(
+                email=form.cleaned_data["email"],
+                name=form.cleaned_data["name"],
+                external_id=form.cleaned_data["external_id"] or None,
+            )
+        except services.CustomerConflict as exc:
+            transaction.set_rollback(True)
+            return api_error(409, "customer_conflict", str(exc))
+        outcome = services.invitation_request(touchpoint=touchpoint, customer=customer)
+        if outcome.skipped:
+            status, body = 200, {"status": "skipped", "reason": outcome.skip_reason}
+        else:
+            invitation = outcome.invitation
+            status = 201
+            body = {"id": invitation.pk, "status": invitation.status, "survey_url": emails.survey_url(invitation)}
+        if idempotency_key:
+            services.idempotency_complete(api_key=api_key, key=idempotency_key, status_code=status, body=body)
+    return JsonResponse(body, status=status)

@@ -1,0 +1,75 @@
+"""Builds the emails customers receive, from subject / text / HTML templates.
+
+Every customer email carries the customer's unsubscribe link in its body and in
+the `List-Unsubscribe` / `List-Unsubscribe-Post` headers (RFC 2369, RFC 8058).
+Links are absolute, built from `SITE_URL`.
+"""
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from .models import Customer, Invitation
+
+
+def absolute_url(path: str) -> str:
+    return f"{settings.SITE_URL}{path}"
+
+
+def unsubscribe_url(customer: Customer) -> str:
+    return absolute_url(reverse("unsubscribe", args=[customer.unsubscribe_token]))
+
+
+def survey_url(invitation: Invitation) -> str:
+    return absolute_url(reverse("survey", args=[invitation.token]))
+
+
+def question_text(touchpoint) -> str:
+    return touchpoint.question.replace("{company}", settings.NPS_COMPANY_NAME)
+
+
+def _single_line(text: str) -> str:
+    # Header values must never carry a line break, whatever the template made.
+    return " ".join(text.split())
+
+
+def customer_message(*, template: str, customer: Customer, context: dict) -> EmailMultiAlternatives:
+    """Render templates/emails/<template>_{subject.txt,body.txt,body.html} for one customer."""
+    unsubscribe = unsubscribe_url(customer)
+    context = {
+        **context,
+        "customer": customer,
+        "company": settings.NPS_COMPANY_NAME,
+        "unsubscribe_url": unsubscribe,
+    }
+    subject = _single_line(render_to_string(f"emails/{template}_subject.txt", context))
+    text = render_to_string(f"emails/{template}_body.txt", context)
+    html = render_to_string(f"emails/{template}_body.html", context)
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[customer.email],
+        headers={
+            "List-Unsubscribe": f"<{unsubscribe}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    )
+    message.attach_alternative(html, "text/html")
+    return message
+
+
+def invitation_message(invitation: Invitation) -> EmailMultiAlternatives:
+    url = survey_url(invitation)
+    return customer_message(
+        template="invitation",
+        customer=invitation.customer,
+        context={
+            "invitation": invitation,
+            "touchpoint": invitation.touchpoint,
+            "question": question_text(invitation.touchpoint),
+            "survey_url": url,
+            "score_links": [(score, f"{url}?score={score}") for score in range(11)],
+        },
+    )

@@ -1,0 +1,77 @@
+"""Forms: the customer's survey, the API's invitation request, admin steps."""
+
+import re
+
+from crispy_forms.helper import FormHelper
+from crispy_forms.layout import Field, Layout, Submit
+from django import forms
+from django.core.exceptions import ValidationError
+
+from .models import REASON_MAX_LENGTH, Touchpoint
+
+SCORE_CHOICES = [(score, str(score)) for score in range(11)]
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def reject_control_characters(value: str) -> None:
+    # A line break in a name would otherwise end up in an email's To header.
+    if _CONTROL_CHARACTERS.search(value or ""):
+        raise ValidationError("Line breaks and control characters are not allowed.")
+
+
+class SurveyResponseForm(forms.Form):
+    score = forms.TypedChoiceField(
+        choices=SCORE_CHOICES,
+        coerce=int,
+        widget=forms.RadioSelect,
+        error_messages={
+            "required": "Please choose a score from 0 to 10.",
+            "invalid_choice": "Please choose a score from 0 to 10.",
+        },
+    )
+    reason = forms.CharField(
+        required=False,
+        max_length=REASON_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 4, "maxlength": REASON_MAX_LENGTH}),
+    )
+
+    def __init__(self, *args, question: str, reason_prompt: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["score"].label = question
+        self.fields["reason"].label = reason_prompt
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+        self.helper.layout = Layout(
+            Field("score", template="surveys/score_field.html"),
+            Field("reason"),
+            Submit("submit", "Send my answer", css_class="btn-lg w-100 w-sm-auto"),
+        )
+
+
+class InvitationRequestForm(forms.Form):
+    """Validates the JSON body of POST /api/v1/invitations."""
+
+    touchpoint = forms.SlugField(max_length=60)
+    email = forms.EmailField(max_length=254)
+    name = forms.CharField(max_length=200, required=False, validators=[reject_control_characters])
+    external_id = forms.CharField(max_length=120, required=False, validators=[reject_control_characters])
+
+    def __init__(self, data: dict, **kwargs):
+        # JSON can carry numbers, lists or null where text is expected: only
+        # strings are accepted, anything else is reported as invalid.
+        self.type_errors = {
+            field: "Must be a string." for field, value in data.items() if field in self.base_fields
+            and value is not None and not isinstance(value, str)
+        }
+        cleaned = {k: v for k, v in data.items() if k in self.base_fields and isinstance(v, str)}
+        super().__init__(cleaned, **kwargs)
+
+    def full_clean(self):
+        super().full_clean()
+        for field, message in self.type_errors.items():
+            self._errors[field] = self.error_class([message])
+            self.cleaned_data.pop(field, None)
+
+
+class SendSurveyForm(forms.Form):
+    touchpoint = forms.ModelChoiceField(queryset=Touchpoint.objects.filter(is_active=True))

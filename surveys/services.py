@@ -1,0 +1,371 @@
+"""Every write and side effect of the survey loop, one function each.
+
+Views, API views, admin actions, commands and tasks stay thin and call these.
+The database decides what is true: unique tokens, one response per invitation
+and the score range are constraints, and an `IntegrityError` from a race is
+turned into a domain answer here.
+"""
+
+import hashlib
+import hmac
+import logging
+import secrets
+import smtplib
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from . import emails
+from .models import (
+    REASON_MAX_LENGTH,
+    ApiKey,
+    Category,
+    Customer,
+    IdempotencyRecord,
+    Invitation,
+    Response,
+    SurveySkip,
+    Touchpoint,
+)
+
+logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+STUCK_SENDING_AFTER = timedelta(minutes=10)
+SWEEP_GRACE = timedelta(seconds=30)
+SWEEP_BATCH = 1000
+
+
+class CustomerConflict(Exception):
+    """The email and the external id given belong to two different customers."""
+
+
+class AlreadyAnswered(Exception):
+    pass
+
+
+class InvitationExpired(Exception):
+    pass
+
+
+class SendFailed(Exception):
+    """Sending failed for a reason that may pass (SMTP or network trouble)."""
+
+
+# --- API keys ----------------------------------------------------------------
+
+
+def _hash_key(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def api_key_create(*, name: str) -> tuple[ApiKey, str]:
+    """Create a key and return it with its secret, which is never stored."""
+    secret = secrets.token_urlsafe(32)
+    raw_key = f"lp_{secret}"
+    api_key = ApiKey.objects.create(name=name, prefix=raw_key[:11], key_hash=_hash_key(raw_key))
+    return api_key, raw_key
+
+
+def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
+    if not raw_key or len(raw_key) > 200:
+        return None
+    candidate = ApiKey.objects.filter(prefix=raw_key[:11], revoked_at__isnull=True).first()
+    if candidate is None or not hmac.compare_digest(candidate.key_hash, _hash_key(raw_key)):
+        return None
+    now = timezone.now()
+    if candidate.last_used_at is None or now - candidate.last_used_at > timedelta(minutes=1):
+        ApiKey.objects.filter(pk=candidate.pk).update(last_used_at=now)
+    return candidate
+
+
+def api_key_revoke(*, api_key: ApiKey) -> None:
+    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+# --- Idempotency -------------------------------------------------------------
+
+
+def idempotency_claim(*, api_key: ApiKey, key: str) -> IdempotencyRecord | None:
+    """Reserve `key` inside the caller's transaction.
+
+    Returns the earlier record when the key was already used within 24 hours
+    (the caller replays its answer), or None when the caller goes ahead and
+    must finish with `idempotency_complete` in the same transaction. A
+    concurrent request with the same key waits on the unique index until the
+    first one commits, then replays it.
+    """
+    now = timezone.now()
+    IdempotencyRecord.objects.filter(api_key=api_key, key=key, created_at__lt=now - IDEMPOTENCY_WINDOW).delete()
+    existing = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            IdempotencyRecord.objects.create(api_key=api_key, key=key, created_at=now)
+    except IntegrityError:
+        return IdempotencyRecord.objects.get(api_key=api_key, key=key)
+    return None
+
+
+def idempotency_complete(*, api_key: ApiKey, key: str, status_code: int, body: dict) -> None:
+    IdempotencyRecord.objects.filter(api_key=api_key, key=key).update(status_code=status_code, body=body)
+
+
+def idempotency_purge() -> int:
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=timezone.now() - IDEMPOTENCY_WINDOW).delete()
+    return deleted
+
+
+# --- Customers -----------------------------------------------------------------
+
+
+def customer_upsert(
+    *,
+    email: str,
+    name: str = "",
+    external_id: str | None = None,
+    phone: str = "",
+    locale: str = "",
+) -> Customer:
+    """Find the customer by email (case-insensitive), else by external id; create or update it.
+
+    Empty values never overwrite what is stored.
+    """
+    email = email.strip()
+    external_id = (external_id or "").strip() or None
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().filter(email__iexact=email).first()
+        if external_id:
+            by_external = Customer.objects.select_for_update().filter(external_id=external_id).first()
+            if customer is None:
+                customer = by_external
+            elif by_external is not None and by_external.pk != customer.pk:
+                raise CustomerConflict(
+                    f"The external id {external_id!r} belongs to another customer than {email}."
+                )
+        if customer is None:
+            customer = Customer(email=email)
+        changed = customer.pk is None
+        for field, value in (("email", email), ("name", name), ("external_id", external_id), ("phone", phone),
+                             ("locale", locale)):
+            if value and getattr(customer, field) != value:
+                setattr(customer, field, value)
+                changed = True
+        if changed:
+            customer.updated_at = timezone.now()
+            try:
+                with transaction.atomic():
+                    customer.save()
+            except IntegrityError:
+                # Another request created the same email or external id a moment ago.
+                raise CustomerConflict(f"{email} was created by a concurrent request; retry.") from None
+    return customer
+
+
+def customer_unsubscribe(*, customer: Customer) -> bool:
+    """Unsubscribe the customer from every email. Returns False if they already were."""
+    now = timezone.now()
+    updated = Customer.objects.filter(pk=customer.pk, unsubscribed_at__isnull=True).update(
+        unsubscribed_at=now, updated_at=now
+    )
+    if updated:
+        Invitation.objects.filter(customer=customer, status=Invitation.Status.PENDING).update(
+            status=Invitation.Status.CANCELLED, last_error="Customer unsubscribed before sending."
+        )
+    return bool(updated)
+
+
+# --- Invitations ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvitationOutcome:
+    invitation: Invitation | None = None
+    skip_reason: str | None = None
+
+    @property
+    def skipped(self) -> bool:
+        return self.invitation is None
+
+
+def invitation_request(
+    *,
+    touchpoint: Touchpoint,
+    customer: Customer,
+    source: str = Invitation.Source.API,
+    send_after=None,
+) -> InvitationOutcome:
+    """The single entry point for "a touchpoint happened for this customer".
+
+    Policy is checked in this order: unsubscribed, inactive touchpoint,
+    cooldown (any invitation at any touchpoint within the touchpoint's
+    cooldown days). A skip is recorded so admins can see why no survey went
+    out. A new invitation is enqueued for sending once the transaction commits.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        # Lock the customer so two simultaneous triggers cannot both pass the cooldown.
+        customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        reason = None
+        if customer.unsubscribed_at is not None:
+            reason = SurveySkip.Reason.UNSUBSCRIBED
+        elif not touchpoint.is_active:
+            reason = SurveySkip.Reason.INACTIVE_TOUCHPOINT
+        elif touchpoint.cooldown_days and (
+            Invitation.objects.filter(
+                customer=customer, created_at__gte=now - timedelta(days=touchpoint.cooldown_days)
+            )
+            .exclude(status__in=[Invitation.Status.FAILED, Invitation.Status.CANCELLED])
+            .exists()
+        ):
+            reason = SurveySkip.Reason.COOLDOWN
+        if reason is not None:
+            SurveySkip.objects.create(customer=customer, touchpoint=touchpoint, reason=reason, source=source)
+            return InvitationOutcome(skip_reason=str(reason))
+
+        send_after = max(send_after or now, now)
+        invitation = Invitation.objects.create(
+            customer=customer,
+            touchpoint=touchpoint,
+            source=source,
+            created_at=now,
+            send_after=send_after,
+            expires_at=send_after + timedelta(days=touchpoint.expiry_days),
+        )
+        if send_after <= now:
+            transaction.on_commit(lambda: _enqueue_send(invitation.pk), robust=True)
+    return InvitationOutcome(invitation=invitation)
+
+
+def _enqueue_send(invitation_id: int) -> None:
+    from .tasks import invitation_send_task
+
+    invitation_send_task.delay(invitation_id)
+
+
+def invitation_send(*, invitation_id: int) -> str:
+    """Claim the invitation and email it. Returns what happened.
+
+    The claim is a conditional update, so a redelivered or duplicated task
+    finds nothing to do. SMTP trouble puts the invitation back to pending with
+    the error recorded and raises `SendFailed` for the caller to retry.
+    """
+    now = timezone.now()
+    claimed = Invitation.objects.filter(pk=invitation_id, status=Invitation.Status.PENDING).update(status=Invitation.Status.SENDING, claimed_at=now, send_attempts=F("send_attempts") + 1)
+    if not claimed:
+        return "not-claimed"
+    invitation = Invitation.objects.select_related("customer", "touchpoint").get(pk=invitation_id)
+    if invitation.customer.unsubscribed_at is not None:
+        _invitation_finish(invitation_id, Invitation.Status.CANCELLED, "Customer unsubscribed before sending.")
+        return "cancelled"
+    if invitation.is_expired(now):
+        _invitation_finish(invitation_id, Invitation.Status.CANCELLED, "Expired before it could be sent.")
+        return "cancelled"
+    try:
+        emails.invitation_message(invitation).send()
+    except smtplib.SMTPRecipientsRefused as exc:
+        _invitation_finish(invitation_id, Invitation.Status.FAILED, f"Recipient refused: {exc.recipients}")
+        return "failed"
+    except (smtplib.SMTPException, OSError) as exc:
+        Invitation.objects.filter(pk=invitation_id, status=Invitation.Status.SENDING).update(
+            status=Invitation.Status.PENDING, last_error=f"{type(exc).__name__}: {exc}"[:2000]
+        )
+        raise SendFailed(str(exc)) from exc
+    Invitation.objects.filter(pk=invitation_id, status=Invitation.Status.SENDING).update(
+        status=Invitation.Status.SENT, sent_at=timezone.now(), last_error=""
+    )
+    return "sent"
+
+
+def _invitation_finish(invitation_id: int, status: str, error: str) -> None:
+    Invitation.objects.filter(pk=invitation_id, status=Invitation.Status.SENDING).update(
+        status=status, last_error=error
+    )
+
+
+def invitation_postpone(*, invitation_id: int, delay: timedelta) -> None:
+    """Keep the beat sweep away from an invitation while a retry waits out its backoff."""
+    Invitation.objects.filter(pk=invitation_id, status=Invitation.Status.PENDING).update(
+        send_after=timezone.now() + delay
+    )
+
+
+def invitation_mark_failed(*, invitation_id: int) -> None:
+    Invitation.objects.filter(
+        pk=invitation_id, status__in=[Invitation.Status.PENDING, Invitation.Status.SENDING]
+    ).update(status=Invitation.Status.FAILED)
+
+
+def invitation_retry(*, invitation: Invitation) -> bool:
+    """Put a failed invitation back in the queue (admin action)."""
+    now = timezone.now()
+    updated = Invitation.objects.filter(pk=invitation.pk, status=Invitation.Status.FAILED).update(
+        status=Invitation.Status.PENDING, send_after=now, send_attempts=0
+    )
+    if updated:
+        transaction.on_commit(lambda: _enqueue_send(invitation.pk), robust=True)
+    return bool(updated)
+
+
+def invitation_mark_opened(*, invitation: Invitation) -> None:
+    if invitation.opened_at is None:
+        Invitation.objects.filter(pk=invitation.pk, opened_at__isnull=True).update(opened_at=timezone.now())
+
+
+def invitations_sweep() -> dict[str, int]:
+    """Recover sending work a lost message, a dead worker or a down broker left behind."""
+    now = timezone.now()
+    # A worker killed mid-send leaves its claim behind; it may or may not have
+    # sent, so at most one duplicate email per kill is the price of not losing it.
+    reclaimed = Invitation.objects.filter(
+        status=Invitation.Status.SENDING, claimed_at__lt=now - STUCK_SENDING_AFTER
+    ).update(status=Invitation.Status.PENDING)
+    due_ids = list(
+        Invitation.objects.filter(status=Invitation.Status.PENDING, send_after__lte=now - SWEEP_GRACE)
+        .order_by("send_after")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    for invitation_id in due_ids:
+        _enqueue_send(invitation_id)
+    return {"reclaimed": reclaimed, "enqueued": len(due_ids)}
+
+
+# --- Responses -------------------------------------------------------------------
+
+
+def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> Response:
+    """Record the customer's answer. The first answer stands."""
+    if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
+        raise ValidationError("The score must be a whole number from 0 to 10.")
+    reason = (reason or "").strip()
+    if len(reason) > REASON_MAX_LENGTH:
+        raise ValidationError(f"The reason can be at most {REASON_MAX_LENGTH} characters.")
+    if "\x00" in reason:
+        raise ValidationError("The reason contains a character that is not allowed.")
+    now = timezone.now()
+    if Response.objects.filter(invitation=invitation).exists():
+        raise AlreadyAnswered()
+    if invitation.is_expired(now):
+        raise InvitationExpired()
+    try:
+        with transaction.atomic():
+            response = Response.objects.create(
+                invitation=invitation,
+                touchpoint_id=invitation.touchpoint_id,
+                customer_id=invitation.customer_id,
+                score=score,
+                category=Category.for_score(score),
+                reason=reason,
+                created_at=now,
+            )
+            Invitation.objects.filter(pk=invitation.pk).update(answered_at=now)
+    except IntegrityError:
+        if Response.objects.filter(invitation=invitation).exists():
+            raise AlreadyAnswered() from None
+        raise
+    return response

@@ -1,0 +1,44 @@
+"""Celery tasks: thin interfaces that take an id and call a service.
+
+Every task is safe to run twice: services claim rows with conditional
+updates, and a task that finds nothing to do succeeds quietly.
+"""
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+
+from . import services
+
+logger = logging.getLogger(__name__)
+
+
+def retry_delay(attempt: int) -> int:
+    """Exponential backoff in seconds: 30 s, 60 s, 2 min, 4 min … capped at 30 min."""
+    return min(30 * 2**attempt, 1800)
+
+
+@shared_task(bind=True, max_retries=None)
+def invitation_send_task(self, invitation_id: int) -> str:
+    try:
+        return services.invitation_send(invitation_id=invitation_id)
+    except services.SendFailed as exc:
+        if self.request.retries >= settings.NPS_SEND_MAX_RETRIES:
+            logger.warning("Invitation %s failed after %s retries: %s", invitation_id, self.request.retries, exc)
+            services.invitation_mark_failed(invitation_id=invitation_id)
+            return "failed"
+        delay = retry_delay(self.request.retries)
+        services.invitation_postpone(invitation_id=invitation_id, delay=timedelta(seconds=delay))
+        raise self.retry(countdown=delay, exc=exc) from exc
+
+
+@shared_task
+def invitations_sweep() -> dict:
+    return services.invitations_sweep()
+
+
+@shared_task
+def idempotency_keys_purge() -> int:
+    return services.idempotency_purge()

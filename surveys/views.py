@@ -1,0 +1,93 @@
+"""The customer's pages: the survey, its thank-you page and unsubscribe.
+
+They need no account: the unguessable token in the URL is the key. A GET
+never records an answer (mail scanners follow every link in an email).
+"""
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from . import emails, selectors, services
+from .forms import SCORE_CHOICES, SurveyResponseForm
+from .models import Category
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "surveys/home.html")
+
+
+def _preselected_score(request: HttpRequest) -> int | None:
+    raw = request.GET.get("score", "")
+    if raw.isdigit() and int(raw) in dict(SCORE_CHOICES):
+        return int(raw)
+    return None
+
+
+def _thanks(request, invitation, response, status=200):
+    return render(
+        request,
+        "surveys/thanks.html",
+        {"invitation": invitation, "response": response, "is_promoter": response.category == Category.PROMOTER},
+        status=status,
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def survey(request: HttpRequest, token: str) -> HttpResponse:
+    invitation = selectors.invitation_for_token(token=token)
+    if invitation is None:
+        return page_not_found(request, None, message="This survey link is not valid. Please check the link in your email.")
+    response = selectors.response_for_invitation(invitation=invitation)
+    if response is not None:
+        return _thanks(request, invitation, response)
+    if invitation.is_expired():
+        return render(request, "surveys/closed.html", {"invitation": invitation}, status=410)
+
+    touchpoint = invitation.touchpoint
+    form_kwargs = {"question": emails.question_text(touchpoint), "reason_prompt": touchpoint.reason_prompt}
+    if request.method == "POST":
+        form = SurveyResponseForm(request.POST, **form_kwargs)
+        if form.is_valid():
+            try:
+                services.response_submit(
+                    invitation=invitation, score=form.cleaned_data["score"], reason=form.cleaned_data["reason"]
+                )
+            except services.AlreadyAnswered:
+                pass  # A double submit: the first answer stands, show its thank-you page.
+            except services.InvitationExpired:
+                return render(request, "surveys/closed.html", {"invitation": invitation}, status=410)
+            return redirect("survey", token=token)
+    else:
+        services.invitation_mark_opened(invitation=invitation)
+        preselected = _preselected_score(request)
+        if preselected is not None:
+            form_kwargs["reason_prompt"] = touchpoint.reason_prompt_for(Category.for_score(preselected))
+        form = SurveyResponseForm(initial={"score": preselected}, **form_kwargs)
+    return render(request, "surveys/survey.html", {"invitation": invitation, "form": form})
+
+
+# RFC 8058 one-click unsubscribe: mail providers POST without cookies or a
+# CSRF token, so the unguessable token in the URL is the only credential.
+@csrf_exempt
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    customer = selectors.customer_for_unsubscribe_token(token=token)
+    if customer is None:
+        return page_not_found(request, None, message="This unsubscribe link is not valid.")
+    if request.method == "POST":
+        services.customer_unsubscribe(customer=customer)
+        return render(request, "surveys/unsubscribed.html", {"customer": customer})
+    return render(request, "surveys/unsubscribe.html", {"customer": customer})
+
+
+def page_not_found(request, exception, message: str = "") -> HttpResponse:
+    return render(request, "404.html", {"message": message}, status=404)
+
+
+def server_error(request) -> HttpResponse:
+    return render(request, "500.html", status=500)
