@@ -1,0 +1,88 @@
+"""Shared fixtures: factories, API keys, and a real SMTP server (aiosmtpd)."""
+
+import os
+import socket
+import threading
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from surveys import services
+
+from .factories import CustomerFactory, InvitationFactory, TouchpointFactory
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture
+def touchpoint(db):
+    return TouchpointFactory(name="Home delivery", slug="delivery")
+
+
+@pytest.fixture
+def customer(db):
+    return CustomerFactory(email="jane@example.com", name="Jane Doe")
+
+
+@pytest.fixture
+def invitation(db, customer, touchpoint):
+    return InvitationFactory(customer=customer, touchpoint=touchpoint)
+
+
+@pytest.fixture
+def api_key(db):
+    """The raw key of a fresh API key."""
+    _, raw_key = services.api_key_create(name="Tests")
+    return raw_key
+
+
+@pytest.fixture
+def api_client(client, api_key):
+    """The Django test client with the API key sent as a Bearer token."""
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {api_key}"
+    return client
+
+
+class RecordingHandler:
+    """Keeps every message it receives; can be told to refuse the next N with a 4xx."""
+
+    def __init__(self):
+        self.messages = []  # (envelope_from, [rcpt], raw bytes)
+        self.fail_next = 0
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            if self.fail_next:
+                self.fail_next -= 1
+                return "451 Requested action aborted: local error in processing"
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        return "250 Message accepted for delivery"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on localhost; `.handler.messages` holds what it received."""
+    handler = RecordingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    try:
+        yield controller
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_settings(settings, smtp_server):
+    """Route Django's email through the real SMTP server above."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = smtp_server.port
+    settings.EMAIL_USE_TLS = False
+    return smtp_server
