@@ -133,7 +133,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/accounts/login/"
-LOGIN_REDIRECT_URL = "/admin/"
+LOGIN_REDIRECT_URL = "/cases/"
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
@@ -178,6 +178,8 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 NPS_COMPANY_NAME = env_str("NPS_COMPANY_NAME", "us")
 NPS_MIN_RESPONSES = env_int("NPS_MIN_RESPONSES", 30)
 NPS_SEND_MAX_RETRIES = env_int("NPS_SEND_MAX_RETRIES", 5)
+# Where a promoter's share link /r/<code>/ leads; the code is added as ?ref=.
+NPS_REFERRAL_LANDING_URL = env_str("NPS_REFERRAL_LANDING_URL", SITE_URL + "/")
 
 # --- Celery -----------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
@@ -216,6 +218,14 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "inte
 CELERY_BEAT_SCHEDULE = {
     "invitations-sweep": {
         "task": "surveys.tasks.invitations_sweep",
+        "schedule": env_int("NPS_SWEEP_SECONDS", 60),
+    },
+    "promoters-sweep": {
+        "task": "surveys.tasks.promoters_sweep",
+        "schedule": env_int("NPS_PROMOTER_SWEEP_SECONDS", 60),
+    },
+    "case-alerts-sweep": {
+        "task": "surveys.tasks.case_alerts_sweep",
         "schedule": env_int("NPS_SWEEP_SECONDS", 60),
     },
     "idempotency-keys-purge": {

@@ -2,12 +2,25 @@
 
 from django.contrib import admin, messages
 from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
 from django.shortcuts import render
 from django.utils.html import format_html
 
 from . import emails, services
 from .forms import SendSurveyForm
-from .models import ApiKey, Customer, Invitation, Response, SurveySkip, Touchpoint
+from .models import (
+    ApiKey,
+    CaseNote,
+    Coupon,
+    Customer,
+    FollowUpCase,
+    Invitation,
+    ReferralLink,
+    Response,
+    SurveySkip,
+    Touchpoint,
+)
 
 
 @admin.register(Touchpoint)
@@ -32,7 +45,7 @@ class TouchpointAdmin(admin.ModelAdmin):
         ),
         ("Sending", {"fields": ["cooldown_days", "expiry_days", "reminder_delay_days"]}),
         ("Promoters", {"fields": ["promoter_offer", "coupon_validity_days"]}),
-        ("Detractors", {"fields": ["alert_recipients"]}),
+        ("Follow-up", {"fields": ["alert_recipients", "case_due_hours", "open_cases_for_passives"]}),
     ]
 
 
@@ -210,3 +223,125 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for api_key in queryset:
             services.api_key_revoke(api_key=api_key)
         self.message_user(request, "Revoked.", messages.SUCCESS)
+
+
+class CouponStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("unsent", "Issued, not emailed"),
+            ("emailed", "Emailed"),
+            ("redeemed", "Redeemed"),
+            ("expired", "Expired unredeemed"),
+            ("valid", "Valid, not redeemed"),
+        ]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        return {
+            "unsent": lambda: queryset.filter(emailed_at__isnull=True),
+            "emailed": lambda: queryset.filter(emailed_at__isnull=False),
+            "redeemed": lambda: queryset.filter(redeemed_at__isnull=False),
+            "expired": lambda: queryset.filter(redeemed_at__isnull=True, expires_at__lte=now),
+            "valid": lambda: queryset.filter(redeemed_at__isnull=True, expires_at__gt=now),
+        }.get(self.value(), lambda: queryset)()
+
+
+@admin.register(Coupon)
+class CouponAdmin(admin.ModelAdmin):
+    list_display = ["code", "customer", "offer", "issued_at", "expires_at", "emailed_at", "redeemed_at"]
+    list_filter = [CouponStateFilter, ("issued_at", admin.DateFieldListFilter), "response__touchpoint"]
+    search_fields = ["code", "customer__email", "customer__name"]
+    list_select_related = ["customer"]
+    date_hierarchy = "issued_at"
+    readonly_fields = [
+        "code", "customer", "response", "offer", "issued_at", "expires_at", "emailed_at", "email_attempts",
+        "last_error", "redeemed_at",
+    ]
+    actions = ["redeem"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Redeem selected coupons", permissions=["change"])
+    def redeem(self, request, queryset):
+        done, refused = 0, []
+        for coupon in queryset:
+            try:
+                services.coupon_redeem(code=coupon.code)
+                done += 1
+            except services.CouponAlreadyRedeemed:
+                refused.append(f"{coupon.code} (already redeemed)")
+            except services.CouponExpired:
+                refused.append(f"{coupon.code} (expired)")
+        if done:
+            self.message_user(request, f"{done} coupon(s) redeemed.", messages.SUCCESS)
+        if refused:
+            self.message_user(request, "Not redeemed: " + ", ".join(refused), messages.WARNING)
+
+
+class CaseNoteInline(admin.TabularInline):
+    model = CaseNote
+    extra = 0
+    fields = ["created_at", "author", "text"]
+    readonly_fields = ["created_at", "author"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(FollowUpCase)
+class FollowUpCaseAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "touchpoint", "score", "status", "assignee", "due_at", "resolved_at", "won_back_at"]
+    list_filter = ["status", "touchpoint", ("won_back_at", admin.EmptyFieldListFilter)]
+    search_fields = ["customer__email", "customer__name", "response__reason"]
+    list_select_related = ["customer", "touchpoint", "response", "assignee"]
+    fields = ["customer", "touchpoint", "response", "status", "assignee", "opened_at", "due_at", "contacted_at",
+              "resolved_at", "won_back_at", "alert_sent_at"]
+    readonly_fields = ["customer", "touchpoint", "response", "opened_at", "contacted_at", "resolved_at",
+                       "won_back_at", "alert_sent_at"]
+    inlines = [CaseNoteInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="score", ordering="response__score")
+    def score(self, obj):
+        return obj.response.score
+
+    def save_formset(self, request, form, formset, change):
+        for note in formset.save(commit=False):
+            if note.author_id is None:
+                note.author = request.user
+            note.save()
+
+
+@admin.register(ReferralLink)
+class ReferralLinkAdmin(admin.ModelAdmin):
+    list_display = ["code", "customer", "touchpoint", "visit_count", "conversion_count", "created_at"]
+    list_filter = ["touchpoint"]
+    search_fields = ["code", "customer__email", "customer__name"]
+    readonly_fields = ["code", "customer", "touchpoint", "response", "created_at"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("customer", "touchpoint")
+            .annotate(
+                visit_count=Count("visits", distinct=True), conversion_count=Count("conversions", distinct=True)
+            )
+        )
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="visits", ordering="visit_count")
+    def visit_count(self, obj):
+        return obj.visit_count
+
+    @admin.display(description="referrals converted", ordering="conversion_count")
+    def conversion_count(self, obj):
+        return obj.conversion_count

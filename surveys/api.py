@@ -1,4 +1,4 @@
-"""The JSON API for integrators: `POST /api/v1/invitations`.
+"""The JSON API for integrators: invitations, coupon redemption, referral conversions.
 
 Authentication is `Authorization: Bearer <key>`. Every error answers
 `{"error": "<code>", "detail": "<text for a person>"}`.
@@ -6,12 +6,13 @@ Authentication is `Authorization: Bearer <key>`. Every error answers
 
 import json
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from . import emails, selectors, services
-from .forms import InvitationRequestForm
+from .forms import InvitationRequestForm, ReferralConversionForm
 from .models import ApiKey
 
 MAX_BODY_BYTES = 64 * 1024
@@ -98,3 +99,69 @@ def invitations_create(request: HttpRequest) -> JsonResponse:
         if idempotency_key:
             services.idempotency_complete(api_key=api_key, key=idempotency_key, status_code=status, body=body)
     return JsonResponse(body, status=status)
+
+
+def _api_post(request: HttpRequest) -> tuple[ApiKey | None, JsonResponse | None]:
+    """Method and key checks shared by the POST endpoints."""
+    if request.method != "POST":
+        response = api_error(405, "method_not_allowed", "Use POST.")
+        response["Allow"] = "POST"
+        return None, response
+    api_key = _authenticate(request)
+    if api_key is None:
+        return None, api_error(401, "unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'.")
+    return api_key, None
+
+
+@csrf_exempt
+def coupon_redeem(request: HttpRequest, code: str) -> JsonResponse:
+    _, error = _api_post(request)
+    if error is not None:
+        return error
+    try:
+        coupon = services.coupon_redeem(code=code)
+    except services.CouponNotFound:
+        return api_error(404, "coupon_not_found", "No coupon has this code.")
+    except services.CouponAlreadyRedeemed as exc:
+        return api_error(
+            409,
+            "coupon_already_redeemed",
+            f"This coupon was already redeemed on {exc.coupon.redeemed_at:%Y-%m-%d %H:%M} UTC.",
+            redeemed_at=exc.coupon.redeemed_at.isoformat(),
+        )
+    except services.CouponExpired as exc:
+        return api_error(
+            410,
+            "coupon_expired",
+            f"This coupon expired on {exc.coupon.expires_at:%Y-%m-%d}.",
+            expires_at=exc.coupon.expires_at.isoformat(),
+        )
+    return JsonResponse({"code": coupon.code, "redeemed_at": coupon.redeemed_at.isoformat()})
+
+
+@csrf_exempt
+def referral_convert(request: HttpRequest, code: str) -> JsonResponse:
+    _, error = _api_post(request)
+    if error is not None:
+        return error
+    data, error = _parse_json_object(request)
+    if error is not None:
+        return error
+    link = selectors.referral_link_for_code(code=code)
+    if link is None:
+        return api_error(404, "referral_not_found", "No referral link has this code.")
+    email, order_id = data.get("email", ""), data.get("order_id", "")
+    if not isinstance(email, str) or not isinstance(order_id, str):
+        return api_error(400, "invalid_request", "email and order_id must be strings.")
+    if email:
+        form = ReferralConversionForm({"email": email})
+        if not form.is_valid():
+            return api_error(400, "invalid_request", "email: Enter a valid email address.")
+    if len(order_id) > 120:
+        return api_error(400, "invalid_request", "order_id: at most 120 characters.")
+    try:
+        conversion, created = services.referral_convert(link=link, email=email, order_id=order_id)
+    except ValidationError as exc:
+        return api_error(400, "invalid_request", exc.messages[0])
+    body = {"code": link.code, "converted_at": conversion.created_at.isoformat(), "created": created}
+    return JsonResponse(body, status=201 if created else 200)

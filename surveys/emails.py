@@ -73,3 +73,41 @@ def invitation_message(invitation: Invitation) -> EmailMultiAlternatives:
             "score_links": [(score, f"{url}?score={score}") for score in range(11)],
         },
     )
+
+
+def referral_url(link) -> str:
+    return absolute_url(reverse("referral", args=[link.code]))
+
+
+def coupon_message(coupon, link) -> EmailMultiAlternatives:
+    return customer_message(
+        template="coupon",
+        customer=coupon.customer,
+        context={
+            "coupon": coupon,
+            "offer": coupon.offer,
+            "valid_until": coupon.expires_at.date().isoformat(),
+            "touchpoint": coupon.response.touchpoint,
+            "referral_url": referral_url(link) if link else "",
+        },
+    )
+
+
+def case_alert_message(case, recipients: list[str]) -> EmailMultiAlternatives:
+    """Tell the touchpoint's managers about a detractor. Customer text only ever goes in the body."""
+    context = {
+        "case": case,
+        "response": case.response,
+        "customer": case.customer,
+        "touchpoint": case.touchpoint,
+        "case_url": absolute_url(reverse("case-detail", args=[case.pk])),
+    }
+    subject = _single_line(render_to_string("emails/case_alert_subject.txt", context))
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=render_to_string("emails/case_alert_body.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=recipients,
+    )
+    message.attach_alternative(render_to_string("emails/case_alert_body.html", context), "text/html")
+    return message

@@ -75,3 +75,29 @@ class InvitationRequestForm(forms.Form):
 
 class SendSurveyForm(forms.Form):
     touchpoint = forms.ModelChoiceField(queryset=Touchpoint.objects.filter(is_active=True))
+
+
+class ReferralConversionForm(forms.Form):
+    email = forms.EmailField(max_length=254)
+
+
+class CaseNoteForm(forms.Form):
+    text = forms.CharField(label="Add a note", max_length=5000, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class CaseAssignForm(forms.Form):
+    assignee = forms.ModelChoiceField(queryset=None, required=False, empty_label="Nobody")
+
+    def __init__(self, *args, assignees, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["assignee"].queryset = assignees
+
+
+class CaseStatusForm(forms.Form):
+    status = forms.ChoiceField(choices=[])
+
+    def __init__(self, *args, **kwargs):
+        from .models import FollowUpCase
+
+        super().__init__(*args, **kwargs)
+        self.fields["status"].choices = FollowUpCase.Status.choices

@@ -7,7 +7,7 @@ every write goes through `surveys.services`.
 import secrets
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.db.models.functions import Length, Lower
 from django.utils import timezone
 
@@ -76,6 +76,12 @@ class Touchpoint(models.Model):
         max_length=1000,
         blank=True,
         help_text="Comma-separated email addresses told about each detractor response.",
+    )
+    case_due_hours = models.PositiveIntegerField(
+        "follow-up due (hours)", default=48, help_text="A follow-up case is due this long after the response."
+    )
+    open_cases_for_passives = models.BooleanField(
+        default=False, help_text="Also open a follow-up case for passive answers (7–8)."
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -185,9 +191,14 @@ class Response(models.Model):
     category = models.CharField(max_length=10, choices=Category.choices)
     reason = models.TextField(blank=True, max_length=REASON_MAX_LENGTH)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Set once the promoter follow-up is settled: coupon emailed, or nothing to
+    # send (already rewarded, unsubscribed, window closed). The sweep reads
+    # only promoter rows where this is empty.
+    coupon_settled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("view_dashboard", "Can view the NPS dashboard")]
         constraints = [
             models.CheckConstraint(condition=Q(score__gte=0, score__lte=10), name="response_score_0_to_10"),
             models.CheckConstraint(
@@ -202,7 +213,14 @@ class Response(models.Model):
                 condition=Q(reason__length__lte=REASON_MAX_LENGTH), name="response_reason_max_length"
             ),
         ]
-        indexes = [models.Index(fields=["touchpoint", "created_at"], name="response_touchpoint_time_idx")]
+        indexes = [
+            models.Index(fields=["touchpoint", "created_at"], name="response_touchpoint_time_idx"),
+            models.Index(
+                fields=["created_at"],
+                name="response_promoter_open_idx",
+                condition=Q(category="promoter", coupon_settled_at__isnull=True),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.score} from {self.customer.email}"
@@ -256,3 +274,138 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_key_unique_per_api_key")]
+
+
+COUPON_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L or U/V look-alikes
+
+
+def new_coupon_code() -> str:
+    """Like LP-7KQ4-M2XD: 8 characters from 30 unambiguous ones (about 39 bits)."""
+    chars = "".join(secrets.choice(COUPON_ALPHABET) for _ in range(8))
+    return f"LP-{chars[:4]}-{chars[4:]}"
+
+
+def new_referral_code() -> str:
+    return "".join(secrets.choice(COUPON_ALPHABET) for _ in range(10))
+
+
+class Coupon(models.Model):
+    response = models.OneToOneField(Response, on_delete=models.PROTECT, related_name="coupon")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="coupons")
+    code = models.CharField(max_length=20, unique=True, default=new_coupon_code, editable=False)
+    offer = models.CharField(max_length=300, blank=True)
+    issued_at = models.DateTimeField(default=timezone.now, db_index=True)
+    expires_at = models.DateTimeField()
+    email_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    email_attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-issued_at"]
+        indexes = [models.Index(fields=["customer", "-issued_at"], name="coupon_customer_recent_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(expires_at__gt=F("issued_at")), name="coupon_expires_after_issue")
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    def is_expired(self, now=None) -> bool:
+        return (now or timezone.now()) >= self.expires_at
+
+
+class ReferralLink(models.Model):
+    """A promoter's personal share link, /r/<code>/."""
+
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="referral_link")
+    code = models.CharField(max_length=20, unique=True, default=new_referral_code, editable=False)
+    touchpoint = models.ForeignKey(
+        Touchpoint, on_delete=models.PROTECT, related_name="referral_links", help_text="Where they became a promoter."
+    )
+    response = models.ForeignKey(Response, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class ReferralVisit(models.Model):
+    """One visitor on one day. The visitor is a keyed hash, nothing personal is kept."""
+
+    link = models.ForeignKey(ReferralLink, on_delete=models.CASCADE, related_name="visits")
+    visitor_hash = models.CharField(max_length=64)
+    day = models.DateField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["link", "visitor_hash", "day"], name="referral_visit_once_per_day")
+        ]
+
+
+class ReferralConversion(models.Model):
+    """A sign-up or purchase the company reported for a referral code."""
+
+    link = models.ForeignKey(ReferralLink, on_delete=models.CASCADE, related_name="conversions")
+    # A keyed hash of the referred email, or the order id: what makes a report idempotent.
+    reference = models.CharField(max_length=200)
+    order_id = models.CharField(max_length=120, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["link", "reference"], name="referral_conversion_once_per_reference")
+        ]
+
+
+class FollowUpCase(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CONTACTED = "contacted", "Contacted"
+        RESOLVED = "resolved", "Resolved"
+
+    response = models.OneToOneField(Response, on_delete=models.CASCADE, related_name="case")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="cases")
+    touchpoint = models.ForeignKey(Touchpoint, on_delete=models.PROTECT, related_name="cases")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    assignee = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="assigned_cases"
+    )
+    opened_at = models.DateTimeField(default=timezone.now, db_index=True)
+    due_at = models.DateTimeField()
+    contacted_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    won_back_at = models.DateTimeField(null=True, blank=True)
+    won_back_response = models.ForeignKey(
+        Response, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    alert_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    alert_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "follow-up case"
+        ordering = ["due_at"]
+        indexes = [models.Index(fields=["status", "due_at"], name="case_status_due_idx")]
+
+    def __str__(self) -> str:
+        return f"Case #{self.pk}: {self.customer}"
+
+    @property
+    def is_overdue(self) -> bool:
+        return self.status != self.Status.RESOLVED and timezone.now() > self.due_at
+
+
+class CaseNote(models.Model):
+    case = models.ForeignKey(FollowUpCase, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey("auth.User", on_delete=models.SET_NULL, null=True, related_name="+")
+    text = models.TextField(max_length=5000)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at"]

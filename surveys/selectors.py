@@ -1,12 +1,21 @@
 """Reads for the survey loop: what views, the API and admin need to show."""
 
-from django.db.models import QuerySet
+import re
 
-from .models import Customer, Invitation, Response, Touchpoint
+from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from .models import CaseNote, Coupon, Customer, FollowUpCase, Invitation, ReferralLink, Response, Touchpoint
+
+
+# Tokens come from secrets.token_urlsafe. Anything else (a NUL, which
+# PostgreSQL refuses in a query, or an over-long string) matches no row.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def invitation_for_token(*, token: str) -> Invitation | None:
-    if not token or len(token) > 64:
+    if not _TOKEN.fullmatch(token or ""):
         return None
     return Invitation.objects.select_related("customer", "touchpoint").filter(token=token).first()
 
@@ -16,7 +25,7 @@ def response_for_invitation(*, invitation: Invitation) -> Response | None:
 
 
 def customer_for_unsubscribe_token(*, token: str) -> Customer | None:
-    if not token or len(token) > 64:
+    if not _TOKEN.fullmatch(token or ""):
         return None
     return Customer.objects.filter(unsubscribe_token=token).first()
 
@@ -27,3 +36,75 @@ def touchpoint_for_slug(*, slug: str) -> Touchpoint | None:
 
 def touchpoints_active() -> QuerySet[Touchpoint]:
     return Touchpoint.objects.filter(is_active=True).order_by("name")
+
+
+def referral_link_for_code(*, code: str) -> ReferralLink | None:
+    code = (code or "").strip().upper()
+    if not code or len(code) > 20:
+        return None
+    return ReferralLink.objects.filter(code=code).first()
+
+
+def referral_link_for_customer(*, customer_id: int) -> ReferralLink | None:
+    return ReferralLink.objects.filter(customer_id=customer_id).first()
+
+
+CASE_FILTERS = {
+    "open": "Open",
+    "mine": "Mine",
+    "overdue": "Overdue",
+    "resolved": "Resolved",
+    "all": "All",
+}
+
+
+def cases_list(*, user, view: str = "open") -> QuerySet[FollowUpCase]:
+    cases = FollowUpCase.objects.select_related("customer", "touchpoint", "response", "assignee")
+    unresolved = ~Q(status=FollowUpCase.Status.RESOLVED)
+    if view == "mine":
+        return cases.filter(unresolved, assignee=user).order_by("due_at")
+    if view == "overdue":
+        return cases.filter(unresolved, due_at__lt=timezone.now()).order_by("due_at")
+    if view == "resolved":
+        return cases.filter(status=FollowUpCase.Status.RESOLVED).order_by("-resolved_at")
+    if view == "all":
+        return cases.order_by("-opened_at")
+    return cases.filter(unresolved).order_by("due_at")
+
+
+def case_detail(*, case_id: int) -> FollowUpCase | None:
+    return (
+        FollowUpCase.objects.select_related("customer", "touchpoint", "response", "assignee", "won_back_response")
+        .filter(pk=case_id)
+        .first()
+    )
+
+
+def case_notes(*, case: FollowUpCase) -> QuerySet[CaseNote]:
+    return CaseNote.objects.filter(case=case).select_related("author").order_by("created_at")
+
+
+def case_assignees() -> QuerySet:
+    """Users who can work cases: superusers and anyone allowed to change them."""
+    User = get_user_model()
+    return (
+        User.objects.filter(is_active=True)
+        .filter(
+            Q(is_superuser=True)
+            | Q(user_permissions__codename="change_followupcase")
+            | Q(groups__permissions__codename="change_followupcase")
+        )
+        .distinct()
+        .order_by("username")
+    )
+
+
+def promoter_coupon_expected(*, response: Response) -> bool:
+    """Whether this promoter answer earns a coupon (one per customer per 30 days)."""
+    from .services import COUPON_PER_CUSTOMER_WINDOW
+
+    if Coupon.objects.filter(response=response).exists():
+        return True
+    return not Coupon.objects.filter(
+        customer_id=response.customer_id, issued_at__gt=timezone.now() - COUPON_PER_CUSTOMER_WINDOW
+    ).exists()

@@ -16,20 +16,28 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.conf import settings
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import emails
 from .models import (
     REASON_MAX_LENGTH,
     ApiKey,
+    CaseNote,
     Category,
+    Coupon,
     Customer,
+    FollowUpCase,
     IdempotencyRecord,
     Invitation,
+    ReferralConversion,
+    ReferralLink,
+    ReferralVisit,
     Response,
     SurveySkip,
     Touchpoint,
+    new_coupon_code,
 )
 
 logger = logging.getLogger(__name__)
@@ -364,8 +372,305 @@ def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> 
                 created_at=now,
             )
             Invitation.objects.filter(pk=invitation.pk).update(answered_at=now)
+            _response_follow_up(response=response, touchpoint=invitation.touchpoint, now=now)
     except IntegrityError:
         if Response.objects.filter(invitation=invitation).exists():
             raise AlreadyAnswered() from None
         raise
     return response
+
+
+def _response_follow_up(*, response: Response, touchpoint: Touchpoint, now) -> None:
+    """What an answer sets in motion, inside the answer's own transaction."""
+    if response.score >= 7:
+        # A customer who had a follow-up case and now answers 7+ was won back.
+        FollowUpCase.objects.filter(
+            customer_id=response.customer_id, won_back_at__isnull=True, opened_at__lt=now
+        ).update(won_back_at=now, won_back_response=response)
+    if response.category == Category.PROMOTER:
+        referral_link_ensure(customer_id=response.customer_id, touchpoint=touchpoint, response=response)
+        transaction.on_commit(lambda: _enqueue("promoter_reward_task", response.pk), robust=True)
+    elif response.category == Category.DETRACTOR or touchpoint.open_cases_for_passives:
+        case = FollowUpCase.objects.create(
+            response=response,
+            customer_id=response.customer_id,
+            touchpoint=touchpoint,
+            opened_at=now,
+            due_at=now + timedelta(hours=touchpoint.case_due_hours),
+        )
+        transaction.on_commit(lambda: _enqueue("case_alert_task", case.pk), robust=True)
+
+
+def _enqueue(task_name: str, *args) -> None:
+    from . import tasks
+
+    getattr(tasks, task_name).delay(*args)
+
+
+# --- Promoters: coupons within the 30-day window --------------------------------
+
+PROMOTER_WINDOW = timedelta(days=30)
+COUPON_PER_CUSTOMER_WINDOW = timedelta(days=30)
+EMAIL_CLAIM_TIMEOUT = timedelta(minutes=10)
+
+
+class CouponNotFound(Exception):
+    pass
+
+
+class CouponAlreadyRedeemed(Exception):
+    def __init__(self, coupon: Coupon):
+        super().__init__(coupon.code)
+        self.coupon = coupon
+
+
+class CouponExpired(Exception):
+    def __init__(self, coupon: Coupon):
+        super().__init__(coupon.code)
+        self.coupon = coupon
+
+
+def _response_settle(response_id: int) -> None:
+    Response.objects.filter(pk=response_id, coupon_settled_at__isnull=True).update(coupon_settled_at=timezone.now())
+
+
+def promoter_reward(*, response_id: int) -> str:
+    """Issue the fresh promoter's coupon (once) and email it (once). Returns what happened.
+
+    Safe to run any number of times, from the task and the sweep at once.
+    Raises `SendFailed` when the email could not go out; the coupon stays
+    issued and unsent, and the next attempt or sweep sends it.
+    """
+    now = timezone.now()
+    response = Response.objects.select_related("customer", "touchpoint").filter(pk=response_id).first()
+    if response is None or response.category != Category.PROMOTER or response.coupon_settled_at is not None:
+        return "nothing-to-do"
+    if response.created_at <= now - PROMOTER_WINDOW:
+        _response_settle(response_id)
+        return "window-closed"
+    if response.customer.unsubscribed_at is not None:
+        _response_settle(response_id)
+        return "unsubscribed"
+    coupon = coupon_issue(response=response, now=now)
+    if coupon is None:
+        _response_settle(response_id)
+        return "already-rewarded"
+    outcome = coupon_email_send(coupon_id=coupon.pk)
+    if outcome in ("sent", "already-emailed", "unsubscribed"):
+        _response_settle(response_id)
+    return outcome
+
+
+def coupon_issue(*, response: Response, now=None) -> Coupon | None:
+    """The response's coupon, issued now if needed; None if the customer had one in the last 30 days."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        # One coupon per customer per 30 days: the customer row lock makes the
+        # check and the insert one step, whatever runs concurrently.
+        Customer.objects.select_for_update().filter(pk=response.customer_id).first()
+        existing = Coupon.objects.filter(response=response).first()
+        if existing is not None:
+            return existing
+        if Coupon.objects.filter(
+            customer_id=response.customer_id, issued_at__gt=now - COUPON_PER_CUSTOMER_WINDOW
+        ).exists():
+            return None
+        touchpoint = response.touchpoint
+        for _ in range(5):
+            try:
+                with transaction.atomic():
+                    return Coupon.objects.create(
+                        response=response,
+                        customer_id=response.customer_id,
+                        code=new_coupon_code(),
+                        offer=touchpoint.promoter_offer,
+                        issued_at=now,
+                        expires_at=now + timedelta(days=max(touchpoint.coupon_validity_days, 1)),
+                    )
+            except IntegrityError:
+                existing = Coupon.objects.filter(response=response).first()
+                if existing is not None:
+                    return existing
+                # Otherwise two codes collided: draw another.
+        raise RuntimeError("Could not draw a unique coupon code.")
+
+
+def coupon_email_send(*, coupon_id: int) -> str:
+    now = timezone.now()
+    claimed = (
+        Coupon.objects.filter(pk=coupon_id, emailed_at__isnull=True)
+        .filter(Q(email_claimed_at__isnull=True) | Q(email_claimed_at__lt=now - EMAIL_CLAIM_TIMEOUT))
+        .update(email_claimed_at=now, email_attempts=F("email_attempts") + 1)
+    )
+    if not claimed:
+        emailed = Coupon.objects.filter(pk=coupon_id, emailed_at__isnull=False).exists()
+        return "already-emailed" if emailed else "claimed-elsewhere"
+    coupon = Coupon.objects.select_related("customer", "response__touchpoint").get(pk=coupon_id)
+    if coupon.customer.unsubscribed_at is not None:
+        Coupon.objects.filter(pk=coupon_id).update(email_claimed_at=None, last_error="Customer unsubscribed.")
+        return "unsubscribed"
+    link = ReferralLink.objects.filter(customer_id=coupon.customer_id).first()
+    try:
+        emails.coupon_message(coupon, link).send()
+    except (smtplib.SMTPException, OSError) as exc:
+        Coupon.objects.filter(pk=coupon_id).update(
+            email_claimed_at=None, last_error=f"{type(exc).__name__}: {exc}"[:2000]
+        )
+        raise SendFailed(str(exc)) from exc
+    Coupon.objects.filter(pk=coupon_id).update(emailed_at=timezone.now(), last_error="")
+    return "sent"
+
+
+def promoters_sweep() -> dict[str, int]:
+    """Find every fresh promoter whose coupon was not emailed and enqueue them.
+
+    Reads only unsettled promoter responses (a partial index), so its cost
+    does not grow with the total number of responses.
+    """
+    now = timezone.now()
+    closed = Response.objects.filter(
+        category=Category.PROMOTER, coupon_settled_at__isnull=True, created_at__lte=now - PROMOTER_WINDOW
+    ).update(coupon_settled_at=now)
+    due_ids = list(
+        Response.objects.filter(
+            category=Category.PROMOTER,
+            coupon_settled_at__isnull=True,
+            created_at__gt=now - PROMOTER_WINDOW,
+            created_at__lte=now - SWEEP_GRACE,
+        )
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    for response_id in due_ids:
+        _enqueue("promoter_reward_task", response_id)
+    return {"window_closed": closed, "enqueued": len(due_ids)}
+
+
+def coupon_redeem(*, code: str) -> Coupon:
+    """Mark the coupon redeemed now. Codes are case-insensitive."""
+    code = (code or "").strip().upper()
+    now = timezone.now()
+    redeemed = Coupon.objects.filter(code=code, redeemed_at__isnull=True, expires_at__gt=now).update(
+        redeemed_at=now
+    )
+    coupon = Coupon.objects.filter(code=code).first()
+    if coupon is None:
+        raise CouponNotFound(code)
+    if not redeemed:
+        if coupon.redeemed_at is not None:
+            raise CouponAlreadyRedeemed(coupon)
+        raise CouponExpired(coupon)
+    return coupon
+
+
+# --- Referrals -------------------------------------------------------------------
+
+
+def referral_link_ensure(*, customer_id: int, touchpoint: Touchpoint, response: Response | None = None) -> ReferralLink:
+    link = ReferralLink.objects.filter(customer_id=customer_id).first()
+    if link is not None:
+        return link
+    try:
+        with transaction.atomic():
+            return ReferralLink.objects.create(customer_id=customer_id, touchpoint=touchpoint, response=response)
+    except IntegrityError:
+        return ReferralLink.objects.get(customer_id=customer_id)
+
+
+def _keyed_hash(value: str) -> str:
+    return hmac.new(settings.SECRET_KEY.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+
+def referral_visit_record(*, link: ReferralLink, visitor: str) -> bool:
+    """Count a visit once per visitor per day. `visitor` (address and browser) is only hashed."""
+    today = timezone.localdate()
+    visitor_hash = _keyed_hash(f"visit|{today.isoformat()}|{visitor}")
+    try:
+        with transaction.atomic():
+            ReferralVisit.objects.create(link=link, visitor_hash=visitor_hash, day=today)
+    except IntegrityError:
+        return False
+    return True
+
+
+def referral_convert(*, link: ReferralLink, email: str = "", order_id: str = "") -> tuple[ReferralConversion, bool]:
+    """Record a referred sign-up or purchase, once per referred email or order id."""
+    email = (email or "").strip().lower()
+    order_id = (order_id or "").strip()
+    if not email and not order_id:
+        raise ValidationError("Give the referred customer's email or the order id.")
+    reference = f"order:{order_id}" if order_id else f"email:{_keyed_hash('referred|' + email)}"
+    try:
+        with transaction.atomic():
+            return ReferralConversion.objects.create(link=link, reference=reference, order_id=order_id), True
+    except IntegrityError:
+        return ReferralConversion.objects.get(link=link, reference=reference), False
+
+
+# --- Detractors: follow-up cases ----------------------------------------------------
+
+
+def case_alert_send(*, case_id: int) -> str:
+    """Email the touchpoint's alert recipients about a new case, once."""
+    now = timezone.now()
+    claimed = (
+        FollowUpCase.objects.filter(pk=case_id, alert_sent_at__isnull=True)
+        .filter(Q(alert_claimed_at__isnull=True) | Q(alert_claimed_at__lt=now - EMAIL_CLAIM_TIMEOUT))
+        .update(alert_claimed_at=now)
+    )
+    if not claimed:
+        return "not-claimed"
+    case = FollowUpCase.objects.select_related("customer", "touchpoint", "response").get(pk=case_id)
+    recipients = [address.strip() for address in case.touchpoint.alert_recipients.split(",") if address.strip()]
+    if recipients:
+        try:
+            emails.case_alert_message(case, recipients).send()
+        except (smtplib.SMTPException, OSError) as exc:
+            FollowUpCase.objects.filter(pk=case_id).update(alert_claimed_at=None)
+            raise SendFailed(str(exc)) from exc
+    FollowUpCase.objects.filter(pk=case_id).update(alert_sent_at=timezone.now())
+    return "sent" if recipients else "no-recipients"
+
+
+def case_alerts_sweep() -> int:
+    since = timezone.now() - timedelta(days=7)
+    due_ids = list(
+        FollowUpCase.objects.filter(alert_sent_at__isnull=True, opened_at__gte=since, opened_at__lte=timezone.now() - SWEEP_GRACE)
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    for case_id in due_ids:
+        _enqueue("case_alert_task", case_id)
+    return len(due_ids)
+
+
+@transaction.atomic
+def case_assign(*, case: FollowUpCase, assignee, by) -> None:
+    FollowUpCase.objects.filter(pk=case.pk).update(assignee=assignee)
+    who = assignee.get_username() if assignee else "nobody"
+    CaseNote.objects.create(case=case, author=by, text=f"Assigned to {who}.")
+
+
+@transaction.atomic
+def case_note_add(*, case: FollowUpCase, author, text: str) -> CaseNote:
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError("A note needs some text.")
+    return CaseNote.objects.create(case=case, author=author, text=text)
+
+
+@transaction.atomic
+def case_status_set(*, case: FollowUpCase, status: str, by) -> None:
+    if status not in FollowUpCase.Status.values:
+        raise ValidationError(f"Unknown status {status!r}.")
+    now = timezone.now()
+    changes = {"status": status}
+    if status == FollowUpCase.Status.CONTACTED and case.contacted_at is None:
+        changes["contacted_at"] = now
+    if status == FollowUpCase.Status.RESOLVED:
+        changes["resolved_at"] = now
+        if case.contacted_at is None:
+            changes["contacted_at"] = now
+    else:
+        changes["resolved_at"] = None
+    FollowUpCase.objects.filter(pk=case.pk).update(**changes)
+    CaseNote.objects.create(case=case, author=by, text=f"Status set to {FollowUpCase.Status(status).label.lower()}.")

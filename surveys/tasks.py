@@ -42,3 +42,37 @@ def invitations_sweep() -> dict:
 @shared_task
 def idempotency_keys_purge() -> int:
     return services.idempotency_purge()
+
+
+@shared_task(bind=True, max_retries=None)
+def promoter_reward_task(self, response_id: int) -> str:
+    try:
+        return services.promoter_reward(response_id=response_id)
+    except services.SendFailed as exc:
+        if self.request.retries >= settings.NPS_SEND_MAX_RETRIES:
+            # The coupon stays issued and unsent; the promoters sweep keeps
+            # trying while the 30-day window is open.
+            logger.warning("Coupon email for response %s still failing: %s", response_id, exc)
+            return "deferred-to-sweep"
+        raise self.retry(countdown=retry_delay(self.request.retries), exc=exc) from exc
+
+
+@shared_task
+def promoters_sweep() -> dict:
+    return services.promoters_sweep()
+
+
+@shared_task(bind=True, max_retries=None)
+def case_alert_task(self, case_id: int) -> str:
+    try:
+        return services.case_alert_send(case_id=case_id)
+    except services.SendFailed as exc:
+        if self.request.retries >= settings.NPS_SEND_MAX_RETRIES:
+            logger.warning("Alert for case %s still failing: %s", case_id, exc)
+            return "deferred-to-sweep"
+        raise self.retry(countdown=retry_delay(self.request.retries), exc=exc) from exc
+
+
+@shared_task
+def case_alerts_sweep() -> int:
+    return services.case_alerts_sweep()

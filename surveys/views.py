@@ -4,6 +4,9 @@ They need no account: the unguessable token in the URL is the key. A GET
 never records an answer (mail scanners follow every link in an email).
 """
 
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
@@ -20,17 +23,27 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def _preselected_score(request: HttpRequest) -> int | None:
+    # Compare as text: str.isdigit() accepts "²", which int() then refuses.
     raw = request.GET.get("score", "")
-    if raw.isdigit() and int(raw) in dict(SCORE_CHOICES):
-        return int(raw)
-    return None
+    scores = {label: score for score, label in SCORE_CHOICES}
+    return scores.get(raw)
 
 
 def _thanks(request, invitation, response, status=200):
+    is_promoter = response.category == Category.PROMOTER
+    link = selectors.referral_link_for_customer(customer_id=invitation.customer_id) if is_promoter else None
     return render(
         request,
         "surveys/thanks.html",
-        {"invitation": invitation, "response": response, "is_promoter": response.category == Category.PROMOTER},
+        {
+            "invitation": invitation,
+            "response": response,
+            "is_promoter": is_promoter,
+            "coupon_on_its_way": is_promoter
+            and invitation.customer.unsubscribed_at is None
+            and selectors.promoter_coupon_expected(response=response),
+            "referral_url": emails.referral_url(link) if link else "",
+        },
         status=status,
     )
 
@@ -83,6 +96,20 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         services.customer_unsubscribe(customer=customer)
         return render(request, "surveys/unsubscribed.html", {"customer": customer})
     return render(request, "surveys/unsubscribe.html", {"customer": customer})
+
+
+@require_http_methods(["GET", "HEAD"])
+def referral(request: HttpRequest, code: str) -> HttpResponse:
+    """A promoter's share link: count the visit, then send the visitor to the company's site."""
+    link = selectors.referral_link_for_code(code=code)
+    landing = settings.NPS_REFERRAL_LANDING_URL
+    if link is None:
+        return redirect(landing)
+    visitor = f"{request.META.get('REMOTE_ADDR', '')}|{request.headers.get('User-Agent', '')}"
+    services.referral_visit_record(link=link, visitor=visitor)
+    parts = urlsplit(landing)
+    query = urlencode([*parse_qsl(parts.query), ("ref", link.code)])
+    return redirect(urlunsplit(parts._replace(query=query)))
 
 
 def page_not_found(request, exception, message: str = "") -> HttpResponse:
