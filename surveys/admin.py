@@ -2,7 +2,8 @@
 
 from django.contrib import admin, messages
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.shortcuts import render
 from django.utils.html import format_html
@@ -16,16 +17,57 @@ from .models import (
     Customer,
     FollowUpCase,
     Invitation,
+    ReferralConversion,
     ReferralLink,
+    ReferralVisit,
     Response,
     SurveySkip,
     Touchpoint,
 )
 
 
+def _count_per_touchpoint(model, field: str):
+    counts = (
+        model.objects.filter(**{field: OuterRef("pk")})
+        .order_by()
+        .values(field)
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counts), 0)
+
+
 @admin.register(Touchpoint)
 class TouchpointAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "is_active", "cooldown_days", "expiry_days", "reminder_delay_days"]
+    list_display = [
+        "name", "slug", "is_active", "cooldown_days", "expiry_days", "coupons_issued", "referral_visits",
+        "referrals_converted",
+    ]
+
+    def get_queryset(self, request):
+        # "How many referrals did our promoters actually bring?", per touchpoint.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                coupons_issued=_count_per_touchpoint(Coupon, "response__touchpoint"),
+                referral_visits=_count_per_touchpoint(ReferralVisit, "link__touchpoint"),
+                referrals_converted=_count_per_touchpoint(ReferralConversion, "link__touchpoint"),
+            )
+        )
+
+    @admin.display(description="coupons issued", ordering="coupons_issued")
+    def coupons_issued(self, obj):
+        return obj.coupons_issued
+
+    @admin.display(description="referral visits", ordering="referral_visits")
+    def referral_visits(self, obj):
+        return obj.referral_visits
+
+    @admin.display(description="referrals converted", ordering="referrals_converted")
+    def referrals_converted(self, obj):
+        return obj.referrals_converted
+
     list_filter = ["is_active"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}

@@ -8,7 +8,21 @@ from django.db import transaction
 from django.utils import timezone
 
 from surveys import emails
-from surveys.models import Category, Customer, Invitation, Response, Touchpoint, new_token
+from surveys.models import (
+    Category,
+    Coupon,
+    Customer,
+    FollowUpCase,
+    Invitation,
+    ReferralConversion,
+    ReferralLink,
+    ReferralVisit,
+    Response,
+    Touchpoint,
+    new_coupon_code,
+    new_referral_code,
+    new_token,
+)
 
 TOUCHPOINTS = [
     ("Store visit", "store-visit", [0.02, 0.01, 0.02, 0.03, 0.03, 0.05, 0.07, 0.12, 0.2, 0.24, 0.21]),
@@ -80,7 +94,7 @@ class Command(BaseCommand):
                 category = Category.for_score(score)
                 answers.append((invitation, score, category, rng.choice(REASONS[category])))
             Invitation.objects.bulk_create(invitations, batch_size=2000)
-            Response.objects.bulk_create(
+            answered = Response.objects.bulk_create(
                 [
                     Response(
                         invitation=invitation,
@@ -90,11 +104,14 @@ class Command(BaseCommand):
                         category=category,
                         reason=reason,
                         created_at=invitation.answered_at,
+                        # Demo promoters are already rewarded: no coupon emails at start-up.
+                        coupon_settled_at=invitation.answered_at,
                     )
                     for invitation, score, category, reason in answers
                 ],
                 batch_size=2000,
             )
+            self._follow_ups(rng, now, answered)
             # A few open surveys a developer can answer from the browser.
             open_invitations = Invitation.objects.bulk_create(
                 [
@@ -114,3 +131,73 @@ class Command(BaseCommand):
             )
         self.stdout.write(f"Loaded {responses} answered surveys over {days} days at {len(touchpoints)} touchpoints.")
         self.stdout.write("Open surveys to try: " + "  ".join(emails.survey_url(i) for i in open_invitations))
+
+    def _follow_ups(self, rng, now, responses):
+        """Coupons, share links and follow-up cases like the live flow would have made."""
+        coupons, links, cases = [], [], []
+        rewarded = set()
+        for response in responses:
+            if response.category == Category.PROMOTER and response.customer_id not in rewarded:
+                rewarded.add(response.customer_id)
+                coupons.append(
+                    Coupon(
+                        response=response,
+                        customer_id=response.customer_id,
+                        code=new_coupon_code(),
+                        offer="10% off your next purchase",
+                        issued_at=response.created_at,
+                        expires_at=response.created_at + timedelta(days=30),
+                        emailed_at=response.created_at,
+                        redeemed_at=response.created_at + timedelta(days=rng.randint(1, 29))
+                        if rng.random() < 0.35
+                        else None,
+                    )
+                )
+                links.append(
+                    ReferralLink(
+                        customer_id=response.customer_id,
+                        code=new_referral_code(),
+                        touchpoint_id=response.touchpoint_id,
+                        response=response,
+                        created_at=response.created_at,
+                    )
+                )
+            elif response.category == Category.DETRACTOR:
+                age = now - response.created_at
+                status = FollowUpCase.Status.RESOLVED if age > timedelta(days=7) else rng.choice(
+                    [FollowUpCase.Status.OPEN, FollowUpCase.Status.CONTACTED]
+                )
+                resolved = response.created_at + timedelta(hours=rng.randint(2, 96))
+                cases.append(
+                    FollowUpCase(
+                        response=response,
+                        customer_id=response.customer_id,
+                        touchpoint_id=response.touchpoint_id,
+                        status=status,
+                        opened_at=response.created_at,
+                        due_at=response.created_at + timedelta(hours=48),
+                        contacted_at=resolved if status != FollowUpCase.Status.OPEN else None,
+                        resolved_at=resolved if status == FollowUpCase.Status.RESOLVED else None,
+                        alert_sent_at=response.created_at,
+                    )
+                )
+        Coupon.objects.bulk_create(coupons, batch_size=2000)
+        ReferralLink.objects.bulk_create(links, batch_size=2000)
+        FollowUpCase.objects.bulk_create(cases, batch_size=2000)
+        visits, conversions = [], []
+        for link in links:
+            for day in range(rng.choice([0, 0, 1, 2, 4])):
+                visits.append(
+                    ReferralVisit(
+                        link=link,
+                        visitor_hash=f"demo-{link.code}-{day}",
+                        day=(link.created_at + timedelta(days=day)).date(),
+                        created_at=link.created_at + timedelta(days=day),
+                    )
+                )
+                if rng.random() < 0.3:
+                    conversions.append(
+                        ReferralConversion(link=link, reference=f"order:demo-{link.code}-{day}", order_id=f"demo-{day}")
+                    )
+        ReferralVisit.objects.bulk_create(visits, batch_size=2000)
+        ReferralConversion.objects.bulk_create(conversions, batch_size=2000)
