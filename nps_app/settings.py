@@ -133,7 +133,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/accounts/login/"
-LOGIN_REDIRECT_URL = "/cases/"
+LOGIN_REDIRECT_URL = "/dashboard/"
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
@@ -227,6 +227,10 @@ CELERY_BEAT_SCHEDULE = {
     "case-alerts-sweep": {
         "task": "surveys.tasks.case_alerts_sweep",
         "schedule": env_int("NPS_SWEEP_SECONDS", 60),
+    },
+    "daily-stats-rollup": {
+        "task": "surveys.tasks.daily_stats_rollup",
+        "schedule": env_int("NPS_ROLLUP_SECONDS", 600),
     },
     "idempotency-keys-purge": {
         "task": "surveys.tasks.idempotency_keys_purge",

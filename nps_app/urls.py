@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from surveys import api, views, views_cases
+from surveys import api, views, views_cases, views_dashboard
 
 admin.site.site_header = "Loyal Promoters"
 admin.site.site_title = "Loyal Promoters admin"
@@ -15,6 +15,8 @@ urlpatterns = [
     path("s/<str:token>/", views.survey, name="survey"),
     path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("r/<str:code>/", views.referral, name="referral"),
+    path("dashboard/", views_dashboard.dashboard, name="dashboard"),
+    path("dashboard/export.csv", views_dashboard.export_csv, name="dashboard-export"),
     path("cases/", views_cases.case_list, name="case-list"),
     path("cases/<int:case_id>/", views_cases.case_detail, name="case-detail"),
     path("api/v1/invitations", api.invitations_create, name="api-invitations"),

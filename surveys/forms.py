@@ -1,13 +1,14 @@
 """Forms: the customer's survey, the API's invitation request, admin steps."""
 
 import re
+from datetime import date, timedelta
 
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Field, Layout, Submit
 from django import forms
 from django.core.exceptions import ValidationError
 
-from .models import REASON_MAX_LENGTH, Touchpoint
+from .models import REASON_MAX_LENGTH, Category, Touchpoint
 
 SCORE_CHOICES = [(score, str(score)) for score in range(11)]
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
@@ -101,3 +102,54 @@ class CaseStatusForm(forms.Form):
 
         super().__init__(*args, **kwargs)
         self.fields["status"].choices = FollowUpCase.Status.choices
+
+
+DASHBOARD_PRESETS = {
+    "7": "Last 7 days",
+    "30": "Last 30 days",
+    "90": "Last 90 days",
+    "quarter": "This quarter",
+    "year": "This year",
+}
+
+
+class DashboardFilterForm(forms.Form):
+    """The dashboard's filters, all in the URL so a view can be bookmarked and shared."""
+
+    range = forms.ChoiceField(choices=[*DASHBOARD_PRESETS.items(), ("custom", "Custom")], required=False)
+    start = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    touchpoint = forms.SlugField(required=False)
+    category = forms.ChoiceField(choices=[("", "All categories"), *Category.choices], required=False)
+    q = forms.CharField(required=False, max_length=200, label="Search comments")
+    page = forms.IntegerField(required=False, min_value=1, max_value=100000)
+
+    def __init__(self, params, *, today, **kwargs):
+        # SPEC names the range parameters `from` and `to`; `from` is a Python keyword.
+        data = params.copy()
+        if "from" in data:
+            data["start"] = data["from"]
+        if "to" in data:
+            data["end"] = data["to"]
+        super().__init__(data, **kwargs)
+        self.today = today
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end, preset = cleaned.get("start"), cleaned.get("end"), cleaned.get("range") or ""
+        if start or end:
+            start, end, preset = start or (end or self.today) - timedelta(days=89), end or self.today, "custom"
+        elif preset == "quarter":
+            start, end = date(self.today.year, 3 * ((self.today.month - 1) // 3) + 1, 1), self.today
+        elif preset == "year":
+            start, end = date(self.today.year, 1, 1), self.today
+        else:
+            days = int(preset) if preset in ("7", "30", "90") else 90
+            preset = str(days)
+            start, end = self.today - timedelta(days=days - 1), self.today
+        if start > end:
+            raise ValidationError("The start date must be on or before the end date.")
+        if (end - start).days > 3660:
+            raise ValidationError("Choose a range of at most ten years.")
+        cleaned.update(start=start, end=end, range=preset, page=cleaned.get("page") or 1)
+        return cleaned

@@ -155,7 +155,7 @@ class Invitation(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     send_after = models.DateTimeField(default=timezone.now, help_text="Not sent before this time.")
     claimed_at = models.DateTimeField(null=True, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
     reminded_at = models.DateTimeField(null=True, blank=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     answered_at = models.DateTimeField(null=True, blank=True)
@@ -340,7 +340,7 @@ class ReferralVisit(models.Model):
     link = models.ForeignKey(ReferralLink, on_delete=models.CASCADE, related_name="visits")
     visitor_hash = models.CharField(max_length=64)
     day = models.DateField()
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         constraints = [
@@ -355,7 +355,7 @@ class ReferralConversion(models.Model):
     # A keyed hash of the referred email, or the order id: what makes a report idempotent.
     reference = models.CharField(max_length=200)
     order_id = models.CharField(max_length=120, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -409,3 +409,40 @@ class CaseNote(models.Model):
 
     class Meta:
         ordering = ["created_at"]
+
+
+SCORE_FIELDS = [f"score_{score}" for score in range(11)]
+
+
+class DailyStat(models.Model):
+    """Counts per closed day and touchpoint, so the dashboard never scans millions of responses.
+
+    Rebuilt by beat for days before `StatsWatermark.rolled_until`; later days
+    are counted live from the responses themselves.
+    """
+
+    day = models.DateField()
+    touchpoint = models.ForeignKey(Touchpoint, on_delete=models.CASCADE, related_name="+")
+    invitations_sent = models.PositiveIntegerField(default=0)
+    score_0 = models.PositiveIntegerField(default=0)
+    score_1 = models.PositiveIntegerField(default=0)
+    score_2 = models.PositiveIntegerField(default=0)
+    score_3 = models.PositiveIntegerField(default=0)
+    score_4 = models.PositiveIntegerField(default=0)
+    score_5 = models.PositiveIntegerField(default=0)
+    score_6 = models.PositiveIntegerField(default=0)
+    score_7 = models.PositiveIntegerField(default=0)
+    score_8 = models.PositiveIntegerField(default=0)
+    score_9 = models.PositiveIntegerField(default=0)
+    score_10 = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "touchpoint"], name="daily_stat_one_row_per_day")]
+        indexes = [models.Index(fields=["touchpoint", "day"], name="daily_stat_touchpoint_day_idx")]
+
+
+class StatsWatermark(models.Model):
+    """A single row: days before `rolled_until` are in DailyStat."""
+
+    rolled_until = models.DateField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)

@@ -12,12 +12,13 @@ import logging
 import secrets
 import smtplib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from . import emails
@@ -28,6 +29,7 @@ from .models import (
     Category,
     Coupon,
     Customer,
+    DailyStat,
     FollowUpCase,
     IdempotencyRecord,
     Invitation,
@@ -35,6 +37,7 @@ from .models import (
     ReferralLink,
     ReferralVisit,
     Response,
+    StatsWatermark,
     SurveySkip,
     Touchpoint,
     new_coupon_code,
@@ -674,3 +677,64 @@ def case_status_set(*, case: FollowUpCase, status: str, by) -> None:
         changes["resolved_at"] = None
     FollowUpCase.objects.filter(pk=case.pk).update(**changes)
     CaseNote.objects.create(case=case, author=by, text=f"Status set to {FollowUpCase.Status(status).label.lower()}.")
+
+
+# --- Dashboard rollup ------------------------------------------------------------
+
+
+def _day_start(day):
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def daily_stats_rebuild(*, start: date, end: date) -> int:
+    """Recount the per-day, per-touchpoint figures for days start…end (inclusive)."""
+    if end < start:
+        return 0
+    low, high = _day_start(start), _day_start(end + timedelta(days=1))
+    rows: dict[tuple, DailyStat] = {}
+    scores = (
+        Response.objects.filter(created_at__gte=low, created_at__lt=high)
+        .annotate(day=TruncDate("created_at"))
+        .values("day", "touchpoint_id")
+        .annotate(**{f"score_{s}": Count("pk", filter=Q(score=s)) for s in range(11)})
+        .order_by()
+    )
+    for row in scores:
+        key = (row.pop("day"), row.pop("touchpoint_id"))
+        rows[key] = DailyStat(day=key[0], touchpoint_id=key[1], **row)
+    sent = (
+        Invitation.objects.filter(sent_at__gte=low, sent_at__lt=high)
+        .annotate(day=TruncDate("sent_at"))
+        .values("day", "touchpoint_id")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for row in sent:
+        key = (row["day"], row["touchpoint_id"])
+        rows.setdefault(key, DailyStat(day=key[0], touchpoint_id=key[1])).invitations_sent = row["n"]
+    with transaction.atomic():
+        DailyStat.objects.filter(day__gte=start, day__lte=end).delete()
+        DailyStat.objects.bulk_create(rows.values(), batch_size=5000)
+    return len(rows)
+
+
+def daily_stats_rollup(*, full: bool = False) -> dict:
+    """Bring the rollup up to yesterday; recount the last two rolled days in case of late writes.
+
+    `full=True` recounts everything (after a history import or demo seeding).
+    """
+    today = timezone.localdate()
+    with transaction.atomic():
+        watermark, _ = StatsWatermark.objects.select_for_update().get_or_create(pk=1)
+        if watermark.rolled_until and not full:
+            start = watermark.rolled_until - timedelta(days=2)
+        else:
+            first = Response.objects.order_by("created_at").values_list("created_at", flat=True).first()
+            first_sent = Invitation.objects.filter(sent_at__isnull=False).order_by("sent_at").values_list(
+                "sent_at", flat=True
+            ).first()
+            candidates = [timezone.localdate(moment) for moment in (first, first_sent) if moment]
+            start = min(candidates) if candidates else today
+        rows = daily_stats_rebuild(start=start, end=today - timedelta(days=1))
+        StatsWatermark.objects.filter(pk=1).update(rolled_until=today, updated_at=timezone.now())
+    return {"from": start.isoformat(), "rows": rows}

@@ -76,3 +76,8 @@ def case_alert_task(self, case_id: int) -> str:
 @shared_task
 def case_alerts_sweep() -> int:
     return services.case_alerts_sweep()
+
+
+@shared_task
+def daily_stats_rollup() -> dict:
+    return services.daily_stats_rollup()

@@ -1,0 +1,147 @@
+"""The invitation email: parts, one-click score links, unsubscribe headers and link, escaping."""
+
+import email
+import email.policy
+import re
+
+import pytest
+from django.core import mail
+
+from surveys import services
+from surveys.models import Invitation
+
+from .factories import CustomerFactory, InvitationFactory
+
+SITE = "https://surveys.example.com"
+
+
+def _send(invitation: Invitation):
+    assert services.invitation_send(invitation_id=invitation.pk) == "sent"
+    [message] = mail.outbox
+    return message
+
+
+def _html(message) -> str:
+    [(html, mimetype)] = message.alternatives
+    assert mimetype == "text/html"
+    return html
+
+
+@pytest.fixture
+def pending(customer, touchpoint):
+    return InvitationFactory(customer=customer, touchpoint=touchpoint, status=Invitation.Status.PENDING, sent_at=None)
+
+
+@pytest.mark.django_db
+def test_it_has_a_subject_a_text_part_and_an_html_part(pending):
+    message = _send(pending)
+
+    assert message.to == ["jane@example.com"]
+    assert message.subject.strip()
+    assert "\n" not in message.subject
+    assert "How likely are you to recommend Acme to a friend or colleague?" in message.body
+    assert "How likely are you to recommend Acme to a friend or colleague?" in _html(message)
+    assert "<html" in _html(message) and "<html" not in message.body
+
+
+@pytest.mark.django_db
+def test_it_has_eleven_one_click_score_links_in_both_parts(pending):
+    message = _send(pending)
+
+    survey = f"{SITE}/s/{pending.token}/"
+    for part in (message.body, _html(message)):
+        scores = re.findall(re.escape(survey) + r"\?score=(\d+)", part)
+        assert sorted(set(scores), key=int) == [str(n) for n in range(11)]
+    html_scores = re.findall(r'href="' + re.escape(survey) + r'\?score=(\d+)"', _html(message))
+    assert html_scores == [str(n) for n in range(11)]
+
+
+@pytest.mark.django_db
+def test_every_link_is_absolute_from_the_site_url(pending):
+    message = _send(pending)
+
+    hrefs = re.findall(r'href="([^"]*)"', _html(message))
+    assert len(hrefs) >= 12
+    assert all(href.startswith(f"{SITE}/") for href in hrefs), hrefs
+    text_urls = re.findall(r"https?://\S+", message.body)
+    assert len(text_urls) >= 12
+    assert all(url.startswith(f"{SITE}/") for url in text_urls), text_urls
+
+
+@pytest.mark.django_db
+def test_it_carries_one_click_unsubscribe_headers(pending, customer):
+    message = _send(pending)
+
+    headers = message.message()
+    assert headers["List-Unsubscribe"] == f"<{SITE}/u/{customer.unsubscribe_token}/>"
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+@pytest.mark.django_db
+def test_it_has_a_visible_unsubscribe_link_in_both_parts(pending, customer):
+    message = _send(pending)
+
+    unsubscribe = f"{SITE}/u/{customer.unsubscribe_token}/"
+    assert unsubscribe in message.body
+    assert re.search(r'<a href="' + re.escape(unsubscribe) + r'"[^>]*>\s*Unsubscribe\s*</a>', _html(message))
+
+
+@pytest.mark.django_db
+def test_the_unsubscribe_link_in_the_email_unsubscribes(pending, customer, client):
+    message = _send(pending)
+    unsubscribe = message.message()["List-Unsubscribe"].strip("<>")
+
+    # The RFC 8058 one-click POST a mail provider makes.
+    response = client.post(unsubscribe.removeprefix(SITE), {"List-Unsubscribe": "One-Click"})
+
+    assert response.status_code == 200
+    customer.refresh_from_db()
+    assert customer.unsubscribed_at is not None
+
+
+@pytest.mark.django_db
+def test_it_escapes_html_in_the_customer_name(touchpoint):
+    customer = CustomerFactory(name='<script>alert("x")</script> Bob')
+    invitation = InvitationFactory(
+        customer=customer, touchpoint=touchpoint, status=Invitation.Status.PENDING, sent_at=None
+    )
+
+    message = _send(invitation)
+
+    html = _html(message)
+    assert "<script>" not in html
+    assert "&lt;script&gt;" in html
+    # The plain-text part shows the name as typed.
+    assert '<script>alert("x")</script> Bob' in message.body
+
+
+@pytest.mark.django_db
+def test_a_line_break_in_the_customer_name_cannot_add_a_header(touchpoint, smtp_settings):
+    customer = CustomerFactory(name="Bob\r\nBcc: victim@example.com")
+    invitation = InvitationFactory(
+        customer=customer, touchpoint=touchpoint, status=Invitation.Status.PENDING, sent_at=None
+    )
+
+    assert services.invitation_send(invitation_id=invitation.pk) == "sent"
+
+    [(_, recipients, raw)] = smtp_settings.handler.messages
+    assert recipients == [customer.email]
+    received = email.message_from_bytes(raw, policy=email.policy.default)
+    assert received["Bcc"] is None
+    assert "\n" not in str(received["Subject"])
+
+
+@pytest.mark.django_db
+def test_the_headers_arrive_intact_over_smtp(pending, customer, smtp_settings):
+    assert services.invitation_send(invitation_id=pending.pk) == "sent"
+
+    [(_, recipients, raw)] = smtp_settings.handler.messages
+    received = email.message_from_bytes(raw, policy=email.policy.default)
+    assert recipients == ["jane@example.com"]
+    # A long header may be folded onto a continuation line; unfolded, it is the same URL.
+    assert received["List-Unsubscribe"].strip() == f"<{SITE}/u/{customer.unsubscribe_token}/>"
+    assert received["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    parts = {part.get_content_type(): part.get_content() for part in received.walk() if not part.is_multipart()}
+    assert set(parts) == {"text/plain", "text/html"}
+    for content in parts.values():
+        assert f"{SITE}/s/{pending.token}/?score=10" in content
