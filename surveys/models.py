@@ -380,8 +380,8 @@ class FollowUpCase(models.Model):
     opened_at = models.DateTimeField(default=timezone.now, db_index=True)
     due_at = models.DateTimeField()
     contacted_at = models.DateTimeField(null=True, blank=True)
-    resolved_at = models.DateTimeField(null=True, blank=True)
-    won_back_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    won_back_at = models.DateTimeField(null=True, blank=True, db_index=True)
     won_back_response = models.ForeignKey(
         Response, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

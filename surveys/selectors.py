@@ -12,6 +12,8 @@ from .models import CaseNote, Coupon, Customer, FollowUpCase, Invitation, Referr
 # Tokens come from secrets.token_urlsafe. Anything else (a NUL, which
 # PostgreSQL refuses in a query, or an over-long string) matches no row.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Coupon and referral codes, upper-cased: LP-7KQ4-M2XD, 7KQ4M2XDHT.
+_CODE = re.compile(r"[A-Z0-9-]{1,20}")
 
 
 def invitation_for_token(*, token: str) -> Invitation | None:
@@ -40,7 +42,7 @@ def touchpoints_active() -> QuerySet[Touchpoint]:
 
 def referral_link_for_code(*, code: str) -> ReferralLink | None:
     code = (code or "").strip().upper()
-    if not code or len(code) > 20:
+    if not _CODE.fullmatch(code):
         return None
     return ReferralLink.objects.filter(code=code).first()
 

@@ -237,15 +237,14 @@ def follow_up_summary(*, start: date, end: date, touchpoint: Touchpoint | None) 
     cases = FollowUpCase.objects.all()
     if touchpoint is not None:
         cases = cases.filter(touchpoint=touchpoint)
-    unresolved = ~Q(status=FollowUpCase.Status.RESOLVED)
-    in_range = Q(opened_at__gte=low, opened_at__lt=high)
-    figures = cases.aggregate(
-        open=Count("pk", filter=unresolved),
-        overdue=Count("pk", filter=unresolved & Q(due_at__lt=now)),
-        opened=Count("pk", filter=in_range),
-        closed=Count("pk", filter=in_range & Q(status=FollowUpCase.Status.RESOLVED)),
-        won_back=Count("pk", filter=Q(won_back_at__gte=low, won_back_at__lt=high)),
+    # Three small indexed aggregates rather than one pass over every case ever opened.
+    figures = cases.filter(status__in=[FollowUpCase.Status.OPEN, FollowUpCase.Status.CONTACTED]).aggregate(
+        open=Count("pk"), overdue=Count("pk", filter=Q(due_at__lt=now))
     )
+    figures |= cases.filter(opened_at__gte=low, opened_at__lt=high).aggregate(
+        opened=Count("pk"), closed=Count("pk", filter=Q(status=FollowUpCase.Status.RESOLVED))
+    )
+    figures["won_back"] = cases.filter(won_back_at__gte=low, won_back_at__lt=high).count()
     figures["loop_closed_rate"] = 100 * figures["closed"] / figures["opened"] if figures["opened"] else None
     # Median time to close, for cases resolved in range: the middle row by duration.
     resolved = cases.filter(resolved_at__gte=low, resolved_at__lt=high, status=FollowUpCase.Status.RESOLVED)

@@ -9,6 +9,7 @@ turned into a domain answer here.
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import smtplib
 from dataclasses import dataclass
@@ -549,9 +550,15 @@ def promoters_sweep() -> dict[str, int]:
     return {"window_closed": closed, "enqueued": len(due_ids)}
 
 
+_CODE = re.compile(r"[A-Z0-9-]{1,20}")
+
+
 def coupon_redeem(*, code: str) -> Coupon:
     """Mark the coupon redeemed now. Codes are case-insensitive."""
     code = (code or "").strip().upper()
+    if not _CODE.fullmatch(code):
+        # Not a code we could have issued; a NUL would make PostgreSQL refuse the query.
+        raise CouponNotFound(code)
     now = timezone.now()
     redeemed = Coupon.objects.filter(code=code, redeemed_at__isnull=True, expires_at__gt=now).update(
         redeemed_at=now
