@@ -1,0 +1,454 @@
+"""The customer's survey page /s/<token>/: question, answer, thank-you, closed and error pages."""
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.test import Client
+from django.utils import timezone
+from whitenoise.middleware import WhiteNoiseFileResponse
+
+from surveys.models import Invitation, Response
+
+from .factories import InvitationFactory, ResponseFactory
+from .page_parsing import elements
+
+pytestmark = pytest.mark.django_db
+
+
+def url(invitation: Invitation) -> str:
+    return f"/s/{invitation.token}/"
+
+
+def score_radios(html: bytes) -> list:
+    return [e for e in elements(html, "input") if e.attrs.get("type") == "radio" and e.attrs.get("name") == "score"]
+
+
+def checked_scores(html: bytes) -> list[str]:
+    return [radio.attrs["value"] for radio in score_radios(html) if "checked" in radio.attrs]
+
+
+# --- Showing the survey ------------------------------------------------------------
+
+
+def test_it_shows_the_question_with_the_company_name(client, invitation):
+    response = client.get(url(invitation))
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "How likely are you to recommend Acme to a friend or colleague?" in page
+    assert "{company}" not in page
+
+
+def test_it_shows_the_scale_as_a_fieldset_with_a_legend(client, invitation):
+    html = client.get(url(invitation)).content
+
+    fieldsets = elements(html, "fieldset")
+    legends = elements(html, "legend")
+    assert len(fieldsets) == 1
+    assert len(legends) == 1
+    assert "recommend Acme" in legends[0].text
+    assert all(radio.attrs.get("value") for radio in score_radios(html))
+
+
+def test_it_shows_eleven_labelled_score_radios(client, invitation):
+    html = client.get(url(invitation)).content
+
+    radios = score_radios(html)
+    assert [radio.attrs["value"] for radio in radios] == [str(score) for score in range(11)]
+    labels = {label.attrs.get("for"): label.text.strip() for label in elements(html, "label")}
+    for radio in radios:
+        assert radio.attrs.get("id"), radio
+        assert labels.get(radio.attrs["id"]) == radio.attrs["value"]
+
+
+def test_it_labels_both_ends_of_the_scale(client, invitation):
+    page = client.get(url(invitation)).content.decode()
+
+    assert "Not at all likely" in page
+    assert "Extremely likely" in page
+
+
+def test_it_shows_the_reason_box(client, invitation):
+    html = client.get(url(invitation)).content
+
+    textareas = [e for e in elements(html, "textarea") if e.attrs.get("name") == "reason"]
+    assert len(textareas) == 1
+    labels = {label.attrs.get("for"): label.text for label in elements(html, "label")}
+    assert "reason for your score" in labels[textareas[0].attrs["id"]]
+
+
+def test_a_get_records_no_response_but_marks_the_invitation_opened(client, invitation):
+    assert invitation.opened_at is None
+
+    response = client.get(url(invitation))
+
+    assert response.status_code == 200
+    assert Response.objects.count() == 0
+    invitation.refresh_from_db()
+    assert invitation.opened_at is not None
+    assert invitation.answered_at is None
+
+
+def test_a_second_visit_keeps_the_first_opened_time(client, invitation):
+    client.get(url(invitation))
+    invitation.refresh_from_db()
+    first_opened = invitation.opened_at
+
+    client.get(url(invitation))
+
+    invitation.refresh_from_db()
+    assert invitation.opened_at == first_opened
+
+
+@pytest.mark.parametrize("score", ["0", "7", "10"])
+def test_a_get_with_a_score_link_records_nothing(client, invitation, score):
+    # Mail scanners follow every one-click score link in the email.
+    response = client.get(url(invitation), {"score": score})
+
+    assert response.status_code == 200
+    assert Response.objects.count() == 0
+    invitation.refresh_from_db()
+    assert invitation.answered_at is None
+
+
+def test_a_head_request_records_nothing(client, invitation):
+    response = client.head(url(invitation), {"score": "10"})
+
+    assert response.status_code == 200
+    assert Response.objects.count() == 0
+
+
+def test_it_preselects_the_score_from_the_link(client, invitation):
+    html = client.get(url(invitation), {"score": "7"}).content
+
+    assert checked_scores(html) == ["7"]
+
+
+def test_it_preselects_zero(client, invitation):
+    html = client.get(url(invitation), {"score": "0"}).content
+
+    assert checked_scores(html) == ["0"]
+
+
+@pytest.mark.parametrize("score", ["abc", "11", "-1", "", "7.5", "²", "1e1", " 7", "+7", "007x"])
+def test_it_ignores_a_bad_score_in_the_link(client, invitation, score):
+    response = client.get(url(invitation), {"score": score})
+
+    assert response.status_code == 200
+    assert checked_scores(response.content) == []
+    assert len(score_radios(response.content)) == 11
+    assert Response.objects.count() == 0
+
+
+def test_a_preselected_promoter_score_shows_the_promoter_prompt(client, customer):
+    invitation = InvitationFactory(customer=customer, touchpoint__reason_prompt_promoter="What did you love most?")
+
+    page = client.get(url(invitation), {"score": "10"}).content.decode()
+
+    assert "What did you love most?" in page
+
+
+# --- Answering -----------------------------------------------------------------------
+
+
+def test_it_records_a_valid_answer_and_shows_the_thank_you_page(client, invitation):
+    response = client.post(url(invitation), {"score": "8", "reason": "Quick delivery."})
+
+    assert response.status_code == 302
+    assert response["Location"] == url(invitation)
+    answer = Response.objects.get()
+    assert answer.invitation == invitation
+    assert answer.score == 8
+    assert answer.category == "passive"
+    assert answer.reason == "Quick delivery."
+    invitation.refresh_from_db()
+    assert invitation.answered_at is not None
+
+    thanks = client.get(response["Location"])
+    assert thanks.status_code == 200
+    page = thanks.content.decode()
+    assert "Thank you for your answer!" in page
+    assert "You gave us <strong>8</strong> out of 10." in page
+    assert "Quick delivery." in page
+    assert not score_radios(thanks.content)
+
+
+def test_it_records_an_answer_without_a_reason(client, invitation):
+    response = client.post(url(invitation), {"score": "0"})
+
+    assert response.status_code == 302
+    answer = Response.objects.get()
+    assert (answer.score, answer.category, answer.reason) == (0, "detractor", "")
+
+
+def test_it_records_a_reason_of_exactly_2000_characters(client, invitation):
+    reason = "x" * 2000
+
+    response = client.post(url(invitation), {"score": "10", "reason": reason})
+
+    assert response.status_code == 302
+    assert Response.objects.get().reason == reason
+
+
+def test_a_promoter_is_told_the_coupon_is_coming_and_gets_a_share_link(client, invitation):
+    response = client.post(url(invitation), {"score": "10"}, follow=True)
+
+    page = response.content.decode()
+    assert "You gave us <strong>10</strong> out of 10." in page
+    assert "your coupon is on its way" in page
+    share = next(e for e in elements(response.content, "input") if e.attrs.get("id") == "referral-link")
+    assert share.attrs["value"].startswith("https://surveys.example.com/r/")
+    assert client.get(share.attrs["value"].removeprefix("https://surveys.example.com")).status_code == 302
+
+
+def test_a_promoters_answer_sends_the_coupon_email(client, invitation, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url(invitation), {"score": "9", "reason": "Fast."})
+
+    assert [message.to for message in mail.outbox] == [["jane@example.com"]]
+    assert "your coupon" in mail.outbox[0].subject
+
+
+def test_a_detractors_answer_alerts_the_touchpoint_team(client, customer, django_capture_on_commit_callbacks):
+    invitation = InvitationFactory(customer=customer, touchpoint__alert_recipients="lead@example.com, ops@example.com")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url(invitation), {"score": "1", "reason": "Never arrived."})
+
+    assert [message.to for message in mail.outbox] == [["lead@example.com", "ops@example.com"]]
+    assert "1/10" in mail.outbox[0].subject
+    assert "Never arrived." in mail.outbox[0].body
+
+
+def test_a_get_with_a_score_link_sends_no_email(client, invitation, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        client.get(url(invitation), {"score": "10"})
+
+    assert mail.outbox == []
+
+
+def test_a_detractor_is_told_someone_will_look_into_it(client, invitation):
+    page = client.post(url(invitation), {"score": "2"}, follow=True).content.decode()
+
+    assert "Someone from our team will look into it." in page
+    assert "coupon" not in page
+    assert "/r/" not in page
+
+
+def test_an_unsubscribed_promoter_is_not_promised_a_coupon(client, invitation):
+    client.post(f"/u/{invitation.customer.unsubscribe_token}/")
+
+    page = client.post(url(invitation), {"score": "9"}, follow=True).content.decode()
+
+    assert "You gave us <strong>9</strong> out of 10." in page
+    assert "coupon is on its way" not in page
+
+
+@pytest.mark.parametrize(
+    "data, error",
+    [
+        ({"score": "11"}, "Please choose a score from 0 to 10."),
+        ({"score": "-1"}, "Please choose a score from 0 to 10."),
+        ({"score": "abc"}, "Please choose a score from 0 to 10."),
+        ({"score": "7.0"}, "Please choose a score from 0 to 10."),
+        ({"score": ""}, "Please choose a score from 0 to 10."),
+        ({}, "Please choose a score from 0 to 10."),
+        ({"reason": "Great!"}, "Please choose a score from 0 to 10."),
+        ({"score": "9", "reason": "x" * 2001}, "at most 2000 characters"),
+        ({"score": "9", "reason": "Fine\x00then"}, "Null characters are not allowed."),
+    ],
+    ids=["eleven", "minus-one", "letters", "decimal", "empty", "missing", "missing-with-reason", "reason-2001", "nul"],
+)
+def test_it_rejects_a_bad_answer_and_shows_the_form_again(client, invitation, data, error):
+    response = client.post(url(invitation), data)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert error in page
+    assert len(score_radios(response.content)) == 11
+    assert Response.objects.count() == 0
+    invitation.refresh_from_db()
+    assert invitation.answered_at is None
+
+
+def test_a_rejected_answer_keeps_what_the_customer_typed(client, invitation):
+    response = client.post(url(invitation), {"score": "9", "reason": "Friendly driver " + "x" * 2001})
+
+    assert checked_scores(response.content) == ["9"]
+    textarea = next(e for e in elements(response.content, "textarea") if e.attrs.get("name") == "reason")
+    assert "Friendly driver" in textarea.text
+
+
+def test_a_rejected_answer_can_be_corrected(client, invitation):
+    client.post(url(invitation), {"score": "11"})
+
+    response = client.post(url(invitation), {"score": "6", "reason": "Late."})
+
+    assert response.status_code == 302
+    assert Response.objects.get().score == 6
+
+
+def test_a_double_submit_keeps_the_first_answer(client, invitation):
+    first = client.post(url(invitation), {"score": "3", "reason": "Broken box."})
+    second = client.post(url(invitation), {"score": "10", "reason": "Changed my mind."}, follow=True)
+
+    assert first.status_code == 302
+    answer = Response.objects.get()
+    assert (answer.score, answer.reason) == (3, "Broken box.")
+    # The second click lands on the thank-you page for the first answer.
+    page = second.content.decode()
+    assert second.status_code == 200
+    assert "You gave us <strong>3</strong> out of 10." in page
+    assert "Changed my mind." not in page
+
+
+def test_an_answered_invitation_shows_the_thank_you_page(client, invitation):
+    ResponseFactory(invitation=invitation, score=9, reason="Lovely.")
+
+    response = client.get(url(invitation), {"score": "2"})
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Thank you for your answer!" in page
+    assert "You gave us <strong>9</strong> out of 10." in page
+    assert not score_radios(response.content)
+    assert Response.objects.get().score == 9
+
+
+def test_an_answered_invitation_still_thanks_after_it_expires(client, customer, touchpoint):
+    invitation = InvitationFactory(customer=customer, touchpoint=touchpoint)
+    ResponseFactory(invitation=invitation, score=5)
+    Invitation.objects.filter(pk=invitation.pk).update(expires_at=timezone.now() - timedelta(days=1))
+
+    response = client.get(url(invitation))
+
+    assert response.status_code == 200
+    assert "You gave us <strong>5</strong> out of 10." in response.content.decode()
+
+
+def test_it_escapes_the_customers_reason_on_the_thank_you_page(client, invitation):
+    client.post(url(invitation), {"score": "4", "reason": "<script>alert(1)</script> & <b>bold</b>"})
+
+    page = client.get(url(invitation)).content.decode()
+
+    assert "<script>alert(1)</script>" not in page
+    assert "<b>bold</b>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert Response.objects.get().reason == "<script>alert(1)</script> & <b>bold</b>"
+
+
+def test_it_escapes_what_the_customer_typed_when_the_form_comes_back(client, invitation):
+    response = client.post(url(invitation), {"score": "12", "reason": "</textarea><script>alert(1)</script>"})
+
+    page = response.content.decode()
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;/textarea&gt;&lt;script&gt;" in page
+
+
+# --- Unknown, closed ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["no-such-token", "x" * 65, "%00"])
+def test_an_unknown_token_shows_a_friendly_404_page(client, db, token):
+    response = client.get(f"/s/{token}/")
+
+    assert response.status_code == 404
+    page = response.content.decode()
+    assert "This survey link is not valid" in page
+    assert "Traceback" not in page
+
+
+def test_a_post_to_an_unknown_token_records_nothing(client, invitation):
+    response = client.post("/s/no-such-token/", {"score": "10"})
+
+    assert response.status_code == 404
+    assert Response.objects.count() == 0
+
+
+def test_an_expired_survey_shows_the_closed_page(client, customer, touchpoint):
+    invitation = InvitationFactory(
+        customer=customer, touchpoint=touchpoint, expires_at=timezone.now() - timedelta(minutes=1)
+    )
+
+    response = client.get(url(invitation), {"score": "10"})
+
+    assert response.status_code == 410
+    assert "This survey has closed" in response.content.decode()
+    assert not score_radios(response.content)
+    assert Response.objects.count() == 0
+
+
+def test_an_answer_to_an_expired_survey_is_not_recorded(client, customer, touchpoint):
+    invitation = InvitationFactory(
+        customer=customer, touchpoint=touchpoint, expires_at=timezone.now() - timedelta(minutes=1)
+    )
+
+    response = client.post(url(invitation), {"score": "10", "reason": "Late but keen."})
+
+    assert response.status_code == 410
+    assert "This survey has closed" in response.content.decode()
+    assert Response.objects.count() == 0
+    invitation.refresh_from_db()
+    assert invitation.answered_at is None
+
+
+def test_other_methods_are_refused(client, invitation):
+    response = client.put(url(invitation), "score=10", content_type="application/x-www-form-urlencoded")
+
+    assert response.status_code == 405
+    assert Response.objects.count() == 0
+
+
+# --- CSRF -------------------------------------------------------------------------
+
+
+def test_it_refuses_a_post_without_the_csrf_token_with_a_friendly_page(invitation):
+    client = Client(enforce_csrf_checks=True)
+
+    response = client.post(url(invitation), {"score": "10"})
+
+    assert response.status_code == 403
+    assert "Please try again" in response.content.decode()
+    assert Response.objects.count() == 0
+
+
+def test_a_customer_with_cookies_can_answer_with_csrf_checks_on(invitation):
+    client = Client(enforce_csrf_checks=True)
+    page = client.get(url(invitation), {"score": "9"})
+    token = next(e for e in elements(page.content, "input") if e.attrs.get("name") == "csrfmiddlewaretoken")
+
+    response = client.post(url(invitation), {"score": "9", "csrfmiddlewaretoken": token.attrs["value"]})
+
+    assert response.status_code == 302
+    assert Response.objects.get().score == 9
+
+
+def test_the_survey_page_is_never_cached(client, invitation):
+    response = client.get(url(invitation))
+
+    assert "no-store" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
+
+
+# --- Static assets ---------------------------------------------------------------
+
+
+def test_the_stylesheet_is_served_by_whitenoise(client):
+    response = client.get("/static/vendor/bootstrap/bootstrap.min.css")
+
+    assert response.status_code == 200
+    assert isinstance(response, WhiteNoiseFileResponse)
+    assert response["Content-Type"].startswith("text/css")
+    assert b"Bootstrap" in b"".join(response.streaming_content)
+
+
+def test_every_asset_the_survey_page_links_to_is_served_locally(client, invitation):
+    html = client.get(url(invitation)).content
+
+    references = [e.attrs["href"] for e in elements(html, "link") if "href" in e.attrs]
+    references += [e.attrs["src"] for e in elements(html, None) if "src" in e.attrs]
+    assert references, "the page links no stylesheet at all"
+    for reference in references:
+        assert reference.startswith("/") and not reference.startswith("//"), reference
+        assert "http" not in reference.lower(), reference
+        assert client.get(reference).status_code == 200, reference
