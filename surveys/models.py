@@ -280,9 +280,13 @@ COUPON_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L or U/V look-
 
 
 def new_coupon_code() -> str:
-    """Like LP-7KQ4-M2XD: 8 characters from 30 unambiguous ones (about 39 bits)."""
-    chars = "".join(secrets.choice(COUPON_ALPHABET) for _ in range(8))
-    return f"LP-{chars[:4]}-{chars[4:]}"
+    """Like LP-7KQ4-M2XD-9TRH: 12 characters from 30 unambiguous ones (about 59 bits).
+
+    Easy to read out at a till, and too many to guess or to collide even with
+    millions of coupons issued.
+    """
+    chars = "".join(secrets.choice(COUPON_ALPHABET) for _ in range(12))
+    return f"LP-{chars[:4]}-{chars[4:8]}-{chars[8:]}"
 
 
 def new_referral_code() -> str:

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from surveys import emails, services
+from surveys.management.commands._bulk_rows import BulkRows
 from surveys.models import (
     Category,
     Coupon,
@@ -112,133 +113,134 @@ class Command(BaseCommand):
         self.stdout.write("Open surveys to try: " + "  ".join(emails.survey_url(i) for i in open_invitations))
 
     def _chunk(self, rng, now, days, chosen, first, size):
-        customers = Customer.objects.bulk_create(
-            [
-                Customer(
-                    email=f"customer{first + i}@example.com",
-                    name=f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
-                    created_at=now - timedelta(days=days + 1),
-                    updated_at=now - timedelta(days=days + 1),
-                    unsubscribe_token=new_token(),
-                )
-                for i in range(size)
-            ],
-            batch_size=5000,
-        )
-        invitations, answers = [], []
-        for customer in customers:
+        rows = BulkRows()
+        customer_ids = rows.allocate_ids(Customer, size)
+        invitation_ids = rows.allocate_ids(Invitation, size)
+        response_ids = rows.allocate_ids(Response, size)
+        customers, invitations, answers = [], [], []
+        joined = now - timedelta(days=days + 1)
+        for i in range(size):
             touchpoint, weights = rng.choice(chosen)
             created = now - timedelta(seconds=rng.randint(3600, days * 86400))
+            answered = min(created + timedelta(minutes=rng.randint(5, 2880)), now - timedelta(minutes=1))
             score = rng.choices(range(11), weights=weights)[0]
-            answered = created + timedelta(minutes=rng.randint(5, 2880))
-            if answered > now:
-                answered = now - timedelta(minutes=1)
-            invitations.append(
-                Invitation(
-                    customer=customer,
-                    touchpoint=touchpoint,
-                    token=new_token(),
-                    status=Invitation.Status.SENT,
-                    source=Invitation.Source.DEMO,
-                    created_at=created,
-                    send_after=created,
-                    sent_at=created,
-                    opened_at=answered,
-                    answered_at=answered,
-                    expires_at=created + timedelta(days=touchpoint.expiry_days),
-                )
-            )
             category = Category.for_score(score)
-            answers.append((score, category, rng.choice(REASONS[category])))
-        Invitation.objects.bulk_create(invitations, batch_size=5000)
-        answered_rows = Response.objects.bulk_create(
-            [
-                Response(
-                    invitation=invitation,
-                    touchpoint_id=invitation.touchpoint_id,
-                    customer_id=invitation.customer_id,
-                    score=score,
-                    category=category,
-                    reason=reason,
-                    created_at=invitation.answered_at,
+            customers.append(
+                {
+                    "id": customer_ids[i],
+                    "email": f"customer{first + i}@example.com",
+                    "name": f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
+                    "created_at": joined,
+                    "updated_at": joined,
+                    "unsubscribe_token": new_token(),
+                }
+            )
+            invitations.append(
+                {
+                    "id": invitation_ids[i],
+                    "customer_id": customer_ids[i],
+                    "touchpoint_id": touchpoint.pk,
+                    "token": new_token(),
+                    "status": Invitation.Status.SENT.value,
+                    "source": Invitation.Source.DEMO.value,
+                    "created_at": created,
+                    "send_after": created,
+                    "sent_at": created,
+                    "opened_at": answered,
+                    "answered_at": answered,
+                    "expires_at": created + timedelta(days=touchpoint.expiry_days),
+                }
+            )
+            answers.append(
+                {
+                    "id": response_ids[i],
+                    "invitation_id": invitation_ids[i],
+                    "touchpoint_id": touchpoint.pk,
+                    "customer_id": customer_ids[i],
+                    "score": score,
+                    "category": category.value,
+                    "reason": rng.choice(REASONS[category]),
+                    "created_at": answered,
                     # Demo promoters are already rewarded: no coupon emails at start-up.
-                    coupon_settled_at=invitation.answered_at,
-                )
-                for invitation, (score, category, reason) in zip(invitations, answers)
-            ],
-            batch_size=5000,
-        )
-        self._follow_ups(rng, now, answered_rows)
+                    "coupon_settled_at": answered,
+                }
+            )
+        rows.insert(Customer, customers)
+        rows.insert(Invitation, invitations)
+        rows.insert(Response, answers)
+        self._follow_ups(rows, rng, now, answers)
 
-    def _follow_ups(self, rng, now, answered_rows):
+    def _follow_ups(self, rows, rng, now, answers):
         """Coupons, share links and follow-up cases like the live flow would have made."""
-        coupons, links, cases = [], [], []
-        for response in answered_rows:
-            if response.category == Category.PROMOTER:
-                issued = response.created_at + timedelta(minutes=1)
-                redeemed = issued + timedelta(days=rng.randint(1, 29)) if rng.random() < 0.35 else None
-                coupons.append(
-                    Coupon(
-                        response=response,
-                        customer_id=response.customer_id,
-                        code=new_coupon_code(),
-                        offer="10% off your next purchase",
-                        issued_at=issued,
-                        expires_at=issued + timedelta(days=30),
-                        emailed_at=issued,
-                        redeemed_at=redeemed if redeemed and redeemed < now else None,
-                    )
-                )
-                links.append(
-                    ReferralLink(
-                        customer_id=response.customer_id,
-                        code=new_referral_code(),
-                        touchpoint_id=response.touchpoint_id,
-                        response=response,
-                        created_at=response.created_at,
-                    )
-                )
-            elif response.category == Category.DETRACTOR:
-                age = now - response.created_at
-                if age > timedelta(days=7):
-                    status = FollowUpCase.Status.RESOLVED if rng.random() < 0.9 else FollowUpCase.Status.CONTACTED
-                else:
-                    status = rng.choice([FollowUpCase.Status.OPEN, FollowUpCase.Status.CONTACTED])
-                handled = min(response.created_at + timedelta(hours=rng.randint(2, 96)), now)
-                cases.append(
-                    FollowUpCase(
-                        response=response,
-                        customer_id=response.customer_id,
-                        touchpoint_id=response.touchpoint_id,
-                        status=status,
-                        opened_at=response.created_at,
-                        due_at=response.created_at + timedelta(hours=48),
-                        contacted_at=handled if status != FollowUpCase.Status.OPEN else None,
-                        resolved_at=handled if status == FollowUpCase.Status.RESOLVED else None,
-                        alert_sent_at=response.created_at,
-                    )
-                )
-        Coupon.objects.bulk_create(coupons, batch_size=5000)
-        ReferralLink.objects.bulk_create(links, batch_size=5000)
-        FollowUpCase.objects.bulk_create(cases, batch_size=5000)
-        visits, conversions = [], []
-        for link in links:
+        coupons, links, cases, visits, conversions = [], [], [], [], []
+        promoters = [a for a in answers if a["category"] == Category.PROMOTER]
+        link_ids = rows.allocate_ids(ReferralLink, len(promoters)) if promoters else []
+        for answer, link_id in zip(promoters, link_ids):
+            issued = answer["created_at"] + timedelta(minutes=1)
+            redeemed = issued + timedelta(days=rng.randint(1, 29)) if rng.random() < 0.35 else None
+            coupons.append(
+                {
+                    "response_id": answer["id"],
+                    "customer_id": answer["customer_id"],
+                    "code": new_coupon_code(),
+                    "offer": "10% off your next purchase",
+                    "issued_at": issued,
+                    "expires_at": issued + timedelta(days=30),
+                    "emailed_at": issued,
+                    "redeemed_at": redeemed if redeemed and redeemed < now else None,
+                }
+            )
+            code = new_referral_code()
+            links.append(
+                {
+                    "id": link_id,
+                    "customer_id": answer["customer_id"],
+                    "code": code,
+                    "touchpoint_id": answer["touchpoint_id"],
+                    "response_id": answer["id"],
+                    "created_at": answer["created_at"],
+                }
+            )
             for day in range(rng.choice([0, 0, 0, 1, 2, 4])):
-                moment = link.created_at + timedelta(days=day, hours=1)
+                moment = answer["created_at"] + timedelta(days=day, hours=1)
                 if moment > now:
                     break
                 visits.append(
-                    ReferralVisit(link=link, visitor_hash=f"demo-{link.code}-{day}", day=moment.date(), created_at=moment)
+                    {"link_id": link_id, "visitor_hash": f"demo-{code}-{day}", "day": moment.date(), "created_at": moment}
                 )
                 if rng.random() < 0.3:
                     conversions.append(
-                        ReferralConversion(
-                            link=link, reference=f"order:demo-{link.code}-{day}", order_id=f"demo-{day}",
-                            created_at=moment,
-                        )
+                        {"link_id": link_id, "reference": f"order:demo-{code}-{day}", "order_id": f"demo-{day}",
+                         "created_at": moment}
                     )
-        ReferralVisit.objects.bulk_create(visits, batch_size=5000)
-        ReferralConversion.objects.bulk_create(conversions, batch_size=5000)
+        for answer in answers:
+            if answer["category"] != Category.DETRACTOR:
+                continue
+            if now - answer["created_at"] > timedelta(days=7):
+                status = FollowUpCase.Status.RESOLVED if rng.random() < 0.9 else FollowUpCase.Status.CONTACTED
+            else:
+                status = rng.choice([FollowUpCase.Status.OPEN, FollowUpCase.Status.CONTACTED])
+            handled = min(answer["created_at"] + timedelta(hours=rng.randint(2, 96)), now)
+            cases.append(
+                {
+                    "response_id": answer["id"],
+                    "customer_id": answer["customer_id"],
+                    "touchpoint_id": answer["touchpoint_id"],
+                    "status": status.value,
+                    "opened_at": answer["created_at"],
+                    "due_at": answer["created_at"] + timedelta(hours=48),
+                    "contacted_at": handled if status != FollowUpCase.Status.OPEN else None,
+                    "resolved_at": handled if status == FollowUpCase.Status.RESOLVED else None,
+                    "alert_sent_at": answer["created_at"],
+                }
+            )
+        for model, batch in ((Coupon, coupons), (ReferralLink, links), (FollowUpCase, cases),
+                             (ReferralVisit, visits), (ReferralConversion, conversions)):
+            if model is not ReferralLink:
+                ids = rows.allocate_ids(model, len(batch)) if batch else []
+                for row, row_id in zip(batch, ids):
+                    row["id"] = row_id
+            rows.insert(model, batch)
 
     def _open_invitations(self, now, chosen, first):
         """A few unanswered surveys a developer can open and answer in the browser."""
