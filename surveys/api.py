@@ -9,6 +9,7 @@ import json
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from . import emails, selectors, services
@@ -133,7 +134,7 @@ def coupon_redeem(request: HttpRequest, code: str) -> JsonResponse:
         return api_error(
             410,
             "coupon_expired",
-            f"This coupon expired on {exc.coupon.expires_at:%Y-%m-%d}.",
+            f"This coupon expired on {timezone.localdate(exc.coupon.expires_at):%Y-%m-%d}.",
             expires_at=exc.coupon.expires_at.isoformat(),
         )
     return JsonResponse({"code": coupon.code, "redeemed_at": coupon.redeemed_at.isoformat()})

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 
 from .models import Customer, Invitation
 
@@ -86,7 +87,8 @@ def coupon_message(coupon, link) -> EmailMultiAlternatives:
         context={
             "coupon": coupon,
             "offer": coupon.offer,
-            "valid_until": coupon.expires_at.date().isoformat(),
+            # The date where the company is (TIME_ZONE), not the UTC date of the stored time.
+            "valid_until": timezone.localdate(coupon.expires_at).isoformat(),
             "touchpoint": coupon.response.touchpoint,
             "referral_url": referral_url(link) if link else "",
         },

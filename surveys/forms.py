@@ -113,6 +113,10 @@ DASHBOARD_PRESETS = {
 }
 
 
+DASHBOARD_EARLIEST = date(1970, 1, 1)
+DASHBOARD_LATEST = date(2999, 12, 31)
+
+
 class DashboardFilterForm(forms.Form):
     """The dashboard's filters, all in the URL so a view can be bookmarked and shared."""
 
@@ -149,6 +153,10 @@ class DashboardFilterForm(forms.Form):
             start, end = self.today - timedelta(days=days - 1), self.today
         if start > end:
             raise ValidationError("The start date must be on or before the end date.")
+        # The previous period and day boundaries are computed from these dates:
+        # years like 0001 or 9999 would overflow Python's date range.
+        if start < DASHBOARD_EARLIEST or end > DASHBOARD_LATEST:
+            raise ValidationError(f"Choose dates between {DASHBOARD_EARLIEST} and {DASHBOARD_LATEST}.")
         if (end - start).days > 3660:
             raise ValidationError("Choose a range of at most ten years.")
         cleaned.update(start=start, end=end, range=preset, page=cleaned.get("page") or 1)

@@ -176,13 +176,29 @@ def touchpoint_table(*, start: date, end: date, watermark=None) -> list[dict]:
     return rows
 
 
+def _periods(*, start: date, end: date, group: str) -> list[date]:
+    """The first day of every week (Monday, as TruncWeek) or month that overlaps start…end."""
+    if group == "week":
+        period, periods = start - timedelta(days=start.weekday()), []
+        while period <= end:
+            periods.append(period)
+            period += timedelta(days=7)
+        return periods
+    period, periods = start.replace(day=1), []
+    while period <= end:
+        periods.append(period)
+        period = date(period.year + period.month // 12, period.month % 12 + 1, 1)
+    return periods
+
+
 def trend(*, start: date, end: date, touchpoint: Touchpoint | None, watermark=None) -> dict:
     """NPS and category shares per week (ranges up to ~4 months) or month."""
     group = "week" if (end - start).days <= 120 else "month"
     by_period = score_counts(start=start, end=end, touchpoint=touchpoint, group=group, watermark=watermark)
     points = []
-    for period in sorted(by_period):
-        figures = by_period[period].figures()
+    for period in _periods(start=start, end=end, group=group):
+        # A period without answers stays on the axis as a gap, so time is not squeezed.
+        figures = by_period.get(period, Counts()).figures()
         low_high = figures.interval
         points.append(
             {

@@ -63,7 +63,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "start": start,
             "end": end,
             "touchpoint": touchpoint,
-            "touchpoints": Touchpoint.objects.order_by("name"),
+            # Not "touchpoints": that name is the NPS-by-touchpoint table in `data`.
+            "touchpoint_choices": Touchpoint.objects.order_by("name"),
             "presets": DashboardFilterForm.base_fields["range"].choices,
             "categories": Category.choices,
             "comments": comments,
