@@ -16,9 +16,11 @@
       data: {
         labels: labels,
         datasets: [
-          { label: "95% low", data: points.map(function (p) { return p.low; }), borderWidth: 0, pointRadius: 0, fill: false },
+          /* Weeks or months without answers are null: span them, as the NPS line does, so the band stays drawn. */
+          { label: "95% low", data: points.map(function (p) { return p.low; }), borderWidth: 0, pointRadius: 0, fill: false,
+            spanGaps: true },
           { label: "95% interval", data: points.map(function (p) { return p.high; }), borderWidth: 0, pointRadius: 0,
-            backgroundColor: "rgba(13,110,253,0.15)", fill: "-1" },
+            backgroundColor: "rgba(13,110,253,0.15)", fill: "-1", spanGaps: true },
           { label: "NPS", data: points.map(function (p) { return p.nps; }), borderColor: BLUE, backgroundColor: BLUE,
             tension: 0.2, spanGaps: true }
         ]
