@@ -148,6 +148,19 @@ def customer_upsert(
 
     Empty values never overwrite what is stored.
     """
+    customer, _ = customer_import_row(email=email, name=name, external_id=external_id, phone=phone, locale=locale)
+    return customer
+
+
+def customer_import_row(
+    *,
+    email: str,
+    name: str = "",
+    external_id: str | None = None,
+    phone: str = "",
+    locale: str = "",
+) -> tuple[Customer, str]:
+    """`customer_upsert`, also saying what happened: "created", "updated" or "unchanged"."""
     email = email.strip()
     external_id = (external_id or "").strip() or None
     with transaction.atomic():
@@ -162,13 +175,14 @@ def customer_upsert(
                 )
         if customer is None:
             customer = Customer(email=email)
-        changed = customer.pk is None
+        change = "created" if customer.pk is None else "unchanged"
         for field, value in (("email", email), ("name", name), ("external_id", external_id), ("phone", phone),
                              ("locale", locale)):
             if value and getattr(customer, field) != value:
                 setattr(customer, field, value)
-                changed = True
-        if changed:
+                if change == "unchanged":
+                    change = "updated"
+        if change != "unchanged":
             customer.updated_at = timezone.now()
             try:
                 with transaction.atomic():
@@ -176,7 +190,7 @@ def customer_upsert(
             except IntegrityError:
                 # Another request created the same email or external id a moment ago.
                 raise CustomerConflict(f"{email} was created by a concurrent request; retry.") from None
-    return customer
+    return customer, change
 
 
 def customer_unsubscribe(*, customer: Customer) -> bool:
