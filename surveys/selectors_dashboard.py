@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum, Value
-from django.db.models.functions import TruncMonth, TruncWeek
+from django.db import connection
+from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper, F, Q, Sum, Value
+from django.db.models.functions import TruncDate, TruncMonth, TruncWeek
 from django.utils import timezone
 
 from .models import (
+    FOLLOW_UP_FIELDS,
     SCORE_FIELDS,
     Category,
     Coupon,
@@ -31,6 +33,14 @@ from .nps import NpsFigures, change_between
 COMMENTS_PER_PAGE = 20
 
 
+class MedianDuration(Aggregate):
+    """PostgreSQL's exact median, in one pass: percentile_cont(0.5) over an interval."""
+
+    function = "percentile_cont"
+    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = DurationField()
+
+
 def _day_start(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
@@ -39,9 +49,17 @@ def _day_start(day: date) -> datetime:
 class Counts:
     scores: list[int] = field(default_factory=lambda: [0] * 11)
     invitations_sent: int = 0
+    # Follow-up and promoter figures, by the names of FOLLOW_UP_FIELDS.
+    extra: dict = field(default_factory=lambda: dict.fromkeys(FOLLOW_UP_FIELDS, 0))
 
     def add_scores(self, values) -> None:
         self.scores = [a + (b or 0) for a, b in zip(self.scores, values)]
+
+    def add(self, other: "Counts") -> None:
+        self.add_scores(other.scores)
+        self.invitations_sent += other.invitations_sent
+        for name in FOLLOW_UP_FIELDS:
+            self.extra[name] += other.extra[name]
 
     @property
     def responses(self) -> int:
@@ -80,69 +98,142 @@ def _rollup_watermark() -> date | None:
     return StatsWatermark.objects.filter(pk=1).values_list("rolled_until", flat=True).first()
 
 
-def score_counts(
-    *, start: date, end: date, touchpoint: Touchpoint | None = None, group: str | None = None, watermark=None
-) -> dict:
-    """Score histogram and invitations sent for days start…end, optionally grouped.
+def _by_day(queryset, moment: str, touchpoint_path: str, **aggregates):
+    return (
+        queryset.annotate(on_day=TruncDate(moment))
+        .values("on_day", tp=F(touchpoint_path))
+        .annotate(**aggregates)
+        .order_by()
+    )
 
-    `group` is None (one total under the key None), "touchpoint" (keys are
+
+def daily_counts(*, start: date, end: date) -> dict[tuple[date, int], Counts]:
+    """Every dashboard figure per day and touchpoint for days start…end, counted from the source rows.
+
+    The rollup stores this for closed days; the dashboard counts the days
+    after the rollup's watermark (normally just today) the same way, live.
+    """
+    result: dict[tuple[date, int], Counts] = {}
+    if end < start:
+        return result
+    low, high = _day_start(start), _day_start(end + timedelta(days=1))
+
+    def at(row) -> Counts:
+        return result.setdefault((row["on_day"], row["tp"]), Counts())
+
+    responses = Response.objects.filter(created_at__gte=low, created_at__lt=high)
+    per_score = {f"s{s}": Count("pk", filter=Q(score=s)) for s in range(11)}
+    for row in _by_day(responses, "created_at", "touchpoint_id", **per_score):
+        at(row).add_scores(row[f"s{s}"] for s in range(11))
+    sent = Invitation.objects.filter(sent_at__gte=low, sent_at__lt=high)
+    for row in _by_day(sent, "sent_at", "touchpoint_id", n=Count("pk")):
+        at(row).invitations_sent += row["n"]
+    opened = FollowUpCase.objects.filter(opened_at__gte=low, opened_at__lt=high)
+    for row in _by_day(
+        opened, "opened_at", "touchpoint_id",
+        n=Count("opened_at"), closed=Count("opened_at", filter=Q(status=FollowUpCase.Status.RESOLVED)),
+    ):
+        at(row).extra["cases_opened"] += row["n"]
+        at(row).extra["cases_closed"] += row["closed"]
+    won_back = FollowUpCase.objects.filter(won_back_at__gte=low, won_back_at__lt=high)
+    for row in _by_day(won_back, "won_back_at", "touchpoint_id", n=Count("pk")):
+        at(row).extra["cases_won_back"] += row["n"]
+    coupons = Coupon.objects.filter(issued_at__gte=low, issued_at__lt=high)
+    for row in _by_day(
+        coupons, "issued_at", "response__touchpoint_id",
+        n=Count("issued_at"), emailed=Count("emailed_at"), redeemed=Count("redeemed_at"),
+    ):
+        at(row).extra["coupons_issued"] += row["n"]
+        at(row).extra["coupons_emailed"] += row["emailed"]
+        at(row).extra["coupons_redeemed"] += row["redeemed"]
+    visits = ReferralVisit.objects.filter(created_at__gte=low, created_at__lt=high)
+    for row in _by_day(visits, "created_at", "link__touchpoint_id", n=Count("pk")):
+        at(row).extra["referral_visits"] += row["n"]
+    conversions = ReferralConversion.objects.filter(created_at__gte=low, created_at__lt=high)
+    for row in _by_day(conversions, "created_at", "link__touchpoint_id", n=Count("pk")):
+        at(row).extra["referral_conversions"] += row["n"]
+    return result
+
+
+def _period_key(day: date, group: str | None):
+    if group == "week":
+        return day - timedelta(days=day.weekday())
+    if group == "month":
+        return day.replace(day=1)
+    return 0
+
+
+def score_counts(
+    *,
+    start: date,
+    end: date,
+    touchpoint: Touchpoint | None = None,
+    group: str | None = None,
+    watermark=None,
+    live: dict | None = None,
+) -> dict:
+    """All figures for days start…end, optionally grouped.
+
+    `group` is None (one total under the key 0), "touchpoint" (keys are
     touchpoint ids), "week" or "month" (keys are the first day of the period).
+    Days before the watermark come from the rollup, one aggregate query; later
+    days from `live` (as `daily_counts` returns, computed once per page) or
+    counted now.
     """
     split = min(max(watermark or start, start), end + timedelta(days=1))
     result: dict = {}
-
-    def bucket(key) -> Counts:
-        if isinstance(key, datetime):
-            key = timezone.localtime(key).date() if timezone.is_aware(key) else key.date()
-        return result.setdefault(key, Counts())
-
-    def grouped(queryset, day_field: str):
-        if group == "touchpoint":
-            return queryset.values(key=F("touchpoint_id"))
-        if group == "week":
-            return queryset.annotate(key=TruncWeek(day_field)).values("key")
-        if group == "month":
-            return queryset.annotate(key=TruncMonth(day_field)).values("key")
-        return queryset.annotate(key=Value(0)).values("key")
 
     if start < split:
         rolled = DailyStat.objects.filter(day__gte=start, day__lt=split)
         if touchpoint is not None:
             rolled = rolled.filter(touchpoint=touchpoint)
-        sums = {name: Sum(name) for name in SCORE_FIELDS}
-        for row in grouped(rolled, "day").annotate(sent=Sum("invitations_sent"), **sums).order_by():
-            counts = bucket(row["key"])
-            counts.add_scores(row[name] for name in SCORE_FIELDS)
+        if group == "touchpoint":
+            rolled = rolled.values(key=F("touchpoint_id"))
+        elif group == "week":
+            rolled = rolled.annotate(key=TruncWeek("day")).values("key")
+        elif group == "month":
+            rolled = rolled.annotate(key=TruncMonth("day")).values("key")
+        else:
+            rolled = rolled.annotate(key=Value(0)).values("key")
+        sums = {name: Sum(name) for name in [*SCORE_FIELDS, *FOLLOW_UP_FIELDS]}
+        for row in rolled.annotate(sent=Sum("invitations_sent"), **sums).order_by():
+            key = row["key"]
+            if isinstance(key, datetime):
+                key = key.date()
+            counts = result.setdefault(key, Counts())
+            counts.add_scores(row[name] or 0 for name in SCORE_FIELDS)
             counts.invitations_sent += row["sent"] or 0
+            for name in FOLLOW_UP_FIELDS:
+                counts.extra[name] += row[name] or 0
     if split <= end:
-        low, high = _day_start(split), _day_start(end + timedelta(days=1))
-        live = Response.objects.filter(created_at__gte=low, created_at__lt=high)
-        sent = Invitation.objects.filter(sent_at__gte=low, sent_at__lt=high)
-        if touchpoint is not None:
-            live, sent = live.filter(touchpoint=touchpoint), sent.filter(touchpoint=touchpoint)
-        per_score = {f"s{s}": Count("pk", filter=Q(score=s)) for s in range(11)}
-        for row in grouped(live, "created_at").annotate(**per_score).order_by():
-            bucket(row["key"]).add_scores(row[f"s{s}"] for s in range(11))
-        for row in grouped(sent, "sent_at").annotate(n=Count("pk")).order_by():
-            bucket(row["key"]).invitations_sent += row["n"]
+        if live is None:
+            live = daily_counts(start=split, end=end)
+        for (day, touchpoint_id), counts in live.items():
+            if not split <= day <= end or (touchpoint is not None and touchpoint_id != touchpoint.pk):
+                continue
+            key = touchpoint_id if group == "touchpoint" else _period_key(day, group)
+            result.setdefault(key, Counts()).add(counts)
     return result
 
 
 def _total(counts_by_key: dict) -> Counts:
     total = Counts()
     for counts in counts_by_key.values():
-        total.add_scores(counts.scores)
-        total.invitations_sent += counts.invitations_sent
+        total.add(counts)
     return total
 
 
-def headline(*, start: date, end: date, touchpoint: Touchpoint | None, watermark=None) -> dict:
+def _previous_period(start: date, end: date) -> tuple[date, date]:
     length = (end - start).days + 1
     previous_end = start - timedelta(days=1)
-    previous_start = previous_end - timedelta(days=length - 1)
-    current = _total(score_counts(start=start, end=end, touchpoint=touchpoint, watermark=watermark))
+    return previous_end - timedelta(days=length - 1), previous_end
+
+
+def headline(*, start: date, end: date, touchpoint: Touchpoint | None, watermark=None, live=None) -> dict:
+    previous_start, previous_end = _previous_period(start, end)
+    current = _total(score_counts(start=start, end=end, touchpoint=touchpoint, watermark=watermark, live=live))
     previous = _total(
-        score_counts(start=previous_start, end=previous_end, touchpoint=touchpoint, watermark=watermark)
+        score_counts(start=previous_start, end=previous_end, touchpoint=touchpoint, watermark=watermark, live=live)
     )
     figures, previous_figures = current.figures(), previous.figures()
     return {
@@ -155,12 +246,12 @@ def headline(*, start: date, end: date, touchpoint: Touchpoint | None, watermark
     }
 
 
-def touchpoint_table(*, start: date, end: date, watermark=None) -> list[dict]:
-    length = (end - start).days + 1
-    previous_end = start - timedelta(days=1)
-    previous_start = previous_end - timedelta(days=length - 1)
-    current = score_counts(start=start, end=end, group="touchpoint", watermark=watermark)
-    previous = score_counts(start=previous_start, end=previous_end, group="touchpoint", watermark=watermark)
+def touchpoint_table(*, start: date, end: date, watermark=None, live=None) -> list[dict]:
+    previous_start, previous_end = _previous_period(start, end)
+    current = score_counts(start=start, end=end, group="touchpoint", watermark=watermark, live=live)
+    previous = score_counts(
+        start=previous_start, end=previous_end, group="touchpoint", watermark=watermark, live=live
+    )
     rows = []
     for touchpoint in Touchpoint.objects.filter(pk__in=set(current) | set(previous)).order_by("name"):
         counts = current.get(touchpoint.pk, Counts())
@@ -191,10 +282,12 @@ def _periods(*, start: date, end: date, group: str) -> list[date]:
     return periods
 
 
-def trend(*, start: date, end: date, touchpoint: Touchpoint | None, watermark=None) -> dict:
+def trend(*, start: date, end: date, touchpoint: Touchpoint | None, watermark=None, live=None) -> dict:
     """NPS and category shares per week (ranges up to ~4 months) or month."""
     group = "week" if (end - start).days <= 120 else "month"
-    by_period = score_counts(start=start, end=end, touchpoint=touchpoint, group=group, watermark=watermark)
+    by_period = score_counts(
+        start=start, end=end, touchpoint=touchpoint, group=group, watermark=watermark, live=live
+    )
     points = []
     for period in _periods(start=start, end=end, group=group):
         # A period without answers stays on the axis as a gap, so time is not squeezed.
@@ -229,7 +322,8 @@ def comments(
         Response.objects.filter(created_at__gte=_day_start(start), created_at__lt=_day_start(end + timedelta(days=1)))
         .exclude(reason="")
         .select_related("touchpoint", "customer")
-        .order_by("-created_at", "-pk")
+        # The created_at index alone gives this order: no sort over the whole range.
+        .order_by("-created_at")
     )
     if touchpoint is not None:
         queryset = queryset.filter(touchpoint=touchpoint)
@@ -247,63 +341,71 @@ def comments(
     }
 
 
-def follow_up_summary(*, start: date, end: date, touchpoint: Touchpoint | None) -> dict:
+def follow_up_summary(*, start: date, end: date, touchpoint: Touchpoint | None, counts: Counts | None = None) -> dict:
+    """Open and overdue cases now; opened, closed and won back in range; median time to close."""
+    if counts is None:
+        counts = _total(score_counts(start=start, end=end, touchpoint=touchpoint, watermark=_rollup_watermark()))
     low, high = _day_start(start), _day_start(end + timedelta(days=1))
     now = timezone.now()
     cases = FollowUpCase.objects.all()
     if touchpoint is not None:
         cases = cases.filter(touchpoint=touchpoint)
-    # Three small indexed aggregates rather than one pass over every case ever opened.
     figures = cases.filter(status__in=[FollowUpCase.Status.OPEN, FollowUpCase.Status.CONTACTED]).aggregate(
-        open=Count("pk"), overdue=Count("pk", filter=Q(due_at__lt=now))
+        open=Count("due_at"), overdue=Count("due_at", filter=Q(due_at__lt=now))
     )
-    figures |= cases.filter(opened_at__gte=low, opened_at__lt=high).aggregate(
-        opened=Count("pk"), closed=Count("pk", filter=Q(status=FollowUpCase.Status.RESOLVED))
-    )
-    figures["won_back"] = cases.filter(won_back_at__gte=low, won_back_at__lt=high).count()
+    figures["opened"] = counts.extra["cases_opened"]
+    figures["closed"] = counts.extra["cases_closed"]
+    figures["won_back"] = counts.extra["cases_won_back"]
     figures["loop_closed_rate"] = 100 * figures["closed"] / figures["opened"] if figures["opened"] else None
-    # Median time to close, for cases resolved in range: the middle row by duration.
+    # Median time to close, for cases resolved in range: exact, so counted from the cases.
     resolved = cases.filter(resolved_at__gte=low, resolved_at__lt=high, status=FollowUpCase.Status.RESOLVED)
-    n = resolved.count()
-    median = None
-    if n:
-        durations = resolved.annotate(took=ExpressionWrapper(F("resolved_at") - F("opened_at"), output_field=DurationField())).order_by("took").values_list("took", flat=True)
-        middle = list(durations[(n - 1) // 2 : n // 2 + 1])
-        median = sum(middle, timedelta()) / len(middle)
+    took = ExpressionWrapper(F("resolved_at") - F("opened_at"), output_field=DurationField())
+    if connection.vendor == "postgresql":
+        result = resolved.aggregate(n=Count("resolved_at"), median=MedianDuration(took))
+        n, median = result["n"], result["median"]
+    else:
+        n = resolved.count()
+        median = None
+        if n:
+            durations = resolved.annotate(took=took).order_by("took").values_list("took", flat=True)
+            middle = list(durations[(n - 1) // 2 : n // 2 + 1])
+            median = sum(middle, timedelta()) / len(middle)
     figures["median_time_to_close"] = median
     figures["has_data"] = any(figures[key] for key in ("open", "opened", "won_back")) or n > 0
     return figures
 
 
-def promoter_results(*, start: date, end: date, touchpoint: Touchpoint | None) -> dict:
-    low, high = _day_start(start), _day_start(end + timedelta(days=1))
-    coupons = Coupon.objects.filter(issued_at__gte=low, issued_at__lt=high)
-    visits = ReferralVisit.objects.filter(created_at__gte=low, created_at__lt=high)
-    conversions = ReferralConversion.objects.filter(created_at__gte=low, created_at__lt=high)
-    if touchpoint is not None:
-        coupons = coupons.filter(response__touchpoint=touchpoint)
-        visits = visits.filter(link__touchpoint=touchpoint)
-        conversions = conversions.filter(link__touchpoint=touchpoint)
-    figures = coupons.aggregate(
-        issued=Count("pk"),
-        emailed=Count("pk", filter=Q(emailed_at__isnull=False)),
-        redeemed=Count("pk", filter=Q(redeemed_at__isnull=False)),
-    )
+def promoter_results(*, start: date, end: date, touchpoint: Touchpoint | None, counts: Counts | None = None) -> dict:
+    """Coupons issued in range (and how many of them were emailed and redeemed); referral visits and sign-ups."""
+    if counts is None:
+        counts = _total(score_counts(start=start, end=end, touchpoint=touchpoint, watermark=_rollup_watermark()))
+    extra = counts.extra
+    figures = {
+        "issued": extra["coupons_issued"],
+        "emailed": extra["coupons_emailed"],
+        "redeemed": extra["coupons_redeemed"],
+        "referral_visits": extra["referral_visits"],
+        "referral_conversions": extra["referral_conversions"],
+    }
     figures["redemption_rate"] = 100 * figures["redeemed"] / figures["issued"] if figures["issued"] else None
-    figures["referral_visits"] = visits.count()
-    figures["referral_conversions"] = conversions.count()
     figures["has_data"] = bool(figures["issued"] or figures["referral_visits"] or figures["referral_conversions"])
     return figures
 
 
 def dashboard(*, start: date, end: date, touchpoint: Touchpoint | None) -> dict:
     watermark = _rollup_watermark()
+    previous_start, _ = _previous_period(start, end)
+    # Days after the rollup (normally just today) are counted once, live, for every panel.
+    live_from = max(watermark or previous_start, previous_start)
+    live = daily_counts(start=live_from, end=end)
+    headline_data = headline(start=start, end=end, touchpoint=touchpoint, watermark=watermark, live=live)
+    current = headline_data["counts"]
     return {
-        "headline": headline(start=start, end=end, touchpoint=touchpoint, watermark=watermark),
-        "touchpoints": touchpoint_table(start=start, end=end, watermark=watermark),
-        "trend": trend(start=start, end=end, touchpoint=touchpoint, watermark=watermark),
-        "follow_up": follow_up_summary(start=start, end=end, touchpoint=touchpoint),
-        "promoters": promoter_results(start=start, end=end, touchpoint=touchpoint),
+        "headline": headline_data,
+        "touchpoints": touchpoint_table(start=start, end=end, watermark=watermark, live=live),
+        "trend": trend(start=start, end=end, touchpoint=touchpoint, watermark=watermark, live=live),
+        "follow_up": follow_up_summary(start=start, end=end, touchpoint=touchpoint, counts=current),
+        "promoters": promoter_results(start=start, end=end, touchpoint=touchpoint, counts=current),
     }
 
 

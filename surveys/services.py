@@ -18,8 +18,7 @@ from datetime import date, datetime, time, timedelta
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.conf import settings
-from django.db.models import Count, F, Q
-from django.db.models.functions import TruncDate
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import emails
@@ -38,6 +37,7 @@ from .models import (
     ReferralLink,
     ReferralVisit,
     Response,
+    StatsDirtyDay,
     StatsWatermark,
     SurveySkip,
     Touchpoint,
@@ -536,6 +536,7 @@ def coupon_email_send(*, coupon_id: int) -> str:
         )
         raise SendFailed(str(exc)) from exc
     Coupon.objects.filter(pk=coupon_id).update(emailed_at=timezone.now(), last_error="")
+    _stats_mark_dirty(coupon.issued_at)
     return "sent"
 
 
@@ -584,6 +585,7 @@ def coupon_redeem(*, code: str) -> Coupon:
         if coupon.redeemed_at is not None:
             raise CouponAlreadyRedeemed(coupon)
         raise CouponExpired(coupon)
+    _stats_mark_dirty(coupon.issued_at)
     return coupon
 
 
@@ -697,6 +699,7 @@ def case_status_set(*, case: FollowUpCase, status: str, by) -> None:
     else:
         changes["resolved_at"] = None
     FollowUpCase.objects.filter(pk=case.pk).update(**changes)
+    _stats_mark_dirty(case.opened_at)
     CaseNote.objects.create(case=case, author=by, text=f"Status set to {FollowUpCase.Status(status).label.lower()}.")
 
 
@@ -709,34 +712,33 @@ def _day_start(day):
 
 def daily_stats_rebuild(*, start: date, end: date) -> int:
     """Recount the per-day, per-touchpoint figures for days start…end (inclusive)."""
+    from .selectors_dashboard import daily_counts
+
     if end < start:
         return 0
-    low, high = _day_start(start), _day_start(end + timedelta(days=1))
-    rows: dict[tuple, DailyStat] = {}
-    scores = (
-        Response.objects.filter(created_at__gte=low, created_at__lt=high)
-        .annotate(day=TruncDate("created_at"))
-        .values("day", "touchpoint_id")
-        .annotate(**{f"score_{s}": Count("pk", filter=Q(score=s)) for s in range(11)})
-        .order_by()
-    )
-    for row in scores:
-        key = (row.pop("day"), row.pop("touchpoint_id"))
-        rows[key] = DailyStat(day=key[0], touchpoint_id=key[1], **row)
-    sent = (
-        Invitation.objects.filter(sent_at__gte=low, sent_at__lt=high)
-        .annotate(day=TruncDate("sent_at"))
-        .values("day", "touchpoint_id")
-        .annotate(n=Count("pk"))
-        .order_by()
-    )
-    for row in sent:
-        key = (row["day"], row["touchpoint_id"])
-        rows.setdefault(key, DailyStat(day=key[0], touchpoint_id=key[1])).invitations_sent = row["n"]
+    rows = [
+        DailyStat(
+            day=day,
+            touchpoint_id=touchpoint_id,
+            invitations_sent=counts.invitations_sent,
+            **{f"score_{score}": count for score, count in enumerate(counts.scores)},
+            **counts.extra,
+        )
+        for (day, touchpoint_id), counts in daily_counts(start=start, end=end).items()
+    ]
     with transaction.atomic():
         DailyStat.objects.filter(day__gte=start, day__lte=end).delete()
-        DailyStat.objects.bulk_create(rows.values(), batch_size=5000)
+        DailyStat.objects.bulk_create(rows, batch_size=5000)
     return len(rows)
+
+
+def _stats_mark_dirty(moment) -> None:
+    """A figure of a closed day changed (a late redemption, a case resolved): recount that day."""
+    if moment is None:
+        return
+    day = timezone.localdate(moment)
+    if day < timezone.localdate():
+        StatsDirtyDay.objects.get_or_create(day=day)
 
 
 def daily_stats_rollup(*, full: bool = False) -> dict:
@@ -757,5 +759,9 @@ def daily_stats_rollup(*, full: bool = False) -> dict:
             candidates = [timezone.localdate(moment) for moment in (first, first_sent) if moment]
             start = min(candidates) if candidates else today
         rows = daily_stats_rebuild(start=start, end=today - timedelta(days=1))
+        dirty = sorted(set(StatsDirtyDay.objects.filter(day__lt=start).values_list("day", flat=True)))
+        for day in dirty:
+            rows += daily_stats_rebuild(start=day, end=day)
+        StatsDirtyDay.objects.filter(day__lt=today).delete()
         StatsWatermark.objects.filter(pk=1).update(rolled_until=today, updated_at=timezone.now())
-    return {"from": start.isoformat(), "rows": rows}
+    return {"from": start.isoformat(), "rows": rows, "recounted_days": len(dirty)}
