@@ -181,6 +181,10 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 NPS_COMPANY_NAME = env_str("NPS_COMPANY_NAME", "us")
 NPS_MIN_RESPONSES = env_int("NPS_MIN_RESPONSES", 30)
 NPS_SEND_MAX_RETRIES = env_int("NPS_SEND_MAX_RETRIES", 5)
+# Invitations per Celery message and per SMTP connection.
+NPS_SEND_BATCH_SIZE = env_int("NPS_SEND_BATCH_SIZE", 50)
+# Emails per minute across all workers (0 = no cap), to respect an email provider's limits.
+NPS_SEND_RATE_PER_MINUTE = env_int("NPS_SEND_RATE_PER_MINUTE", 0)
 # Where a promoter's share link /r/<code>/ leads; the code is added as ?ref=.
 NPS_REFERRAL_LANDING_URL = env_str("NPS_REFERRAL_LANDING_URL", SITE_URL + "/")
 
@@ -221,6 +225,18 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "inte
 CELERY_BEAT_SCHEDULE = {
     "invitations-sweep": {
         "task": "surveys.tasks.invitations_sweep",
+        "schedule": env_int("NPS_SWEEP_SECONDS", 60),
+    },
+    "reminders-sweep": {
+        "task": "surveys.tasks.reminders_sweep",
+        "schedule": env_int("NPS_SWEEP_SECONDS", 60),
+    },
+    "invitations-expire": {
+        "task": "surveys.tasks.invitations_expire",
+        "schedule": 600,
+    },
+    "webhooks-sweep": {
+        "task": "surveys.tasks.webhooks_sweep",
         "schedule": env_int("NPS_SWEEP_SECONDS", 60),
     },
     "promoters-sweep": {

@@ -61,13 +61,14 @@ def customer_message(*, template: str, customer: Customer, context: dict) -> Ema
     return message
 
 
-def invitation_message(invitation: Invitation) -> EmailMultiAlternatives:
+def invitation_message(invitation: Invitation, reminder: bool = False) -> EmailMultiAlternatives:
     url = survey_url(invitation)
     return customer_message(
         template="invitation",
         customer=invitation.customer,
         context={
             "invitation": invitation,
+            "reminder": reminder,
             "touchpoint": invitation.touchpoint,
             "question": question_text(invitation.touchpoint),
             "survey_url": url,

@@ -6,6 +6,7 @@ every write goes through `surveys.services`.
 
 import secrets
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Length, Lower
@@ -140,6 +141,7 @@ class Invitation(models.Model):
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
+        EXPIRED = "expired", "Expired unanswered"
 
     class Source(models.TextChoices):
         API = "api", "API"
@@ -156,6 +158,9 @@ class Invitation(models.Model):
     send_after = models.DateTimeField(default=timezone.now, help_text="Not sent before this time.")
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    remind_after = models.DateTimeField(
+        null=True, blank=True, help_text="When the one reminder is due, if still unanswered."
+    )
     reminded_at = models.DateTimeField(null=True, blank=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     answered_at = models.DateTimeField(null=True, blank=True)
@@ -173,6 +178,17 @@ class Invitation(models.Model):
                 condition=Q(status__in=["pending", "sending"]),
             ),
             models.Index(fields=["customer", "-created_at"], name="invitation_customer_recent_idx"),
+            # The reminder and expiry sweeps read only invitations still waiting for an answer.
+            models.Index(
+                fields=["remind_after"],
+                name="invitation_reminder_due_idx",
+                condition=Q(status="sent", reminded_at__isnull=True, answered_at__isnull=True),
+            ),
+            models.Index(
+                fields=["expires_at"],
+                name="invitation_open_expiry_idx",
+                condition=Q(status__in=["pending", "sent"], answered_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -488,3 +504,79 @@ class StatsDirtyDay(models.Model):
     """A rolled-up day whose figures changed after it closed; the next rollup recounts it."""
 
     day = models.DateField(unique=True)
+
+
+class SendWindow(models.Model):
+    """Emails sent in one minute, shared by every worker: the send rate cap's counter."""
+
+    minute = models.DateTimeField(unique=True)
+    sent = models.PositiveIntegerField(default=0)
+
+
+class TouchpointTranslation(models.Model):
+    """The question and reason prompt of a touchpoint in another language."""
+
+    touchpoint = models.ForeignKey(Touchpoint, on_delete=models.CASCADE, related_name="translations")
+    language = models.CharField(max_length=10, choices=settings.LANGUAGES)
+    question = models.CharField(max_length=300, help_text="{company} is replaced by the company name.")
+    reason_prompt = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["touchpoint", "language"], name="touchpoint_translation_one_per_language")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.touchpoint} ({self.language})"
+
+
+class WebhookEndpoint(models.Model):
+    class Event(models.TextChoices):
+        RESPONSE_CREATED = "response.created", "response.created"
+        CASE_OPENED = "case.opened", "case.opened"
+        COUPON_REDEEMED = "coupon.redeemed", "coupon.redeemed"
+
+    name = models.CharField(max_length=100)
+    url = models.URLField(max_length=500, help_text="HTTPS recommended. A Slack incoming-webhook URL gets a text summary.")
+    secret = models.CharField(
+        max_length=100, default=new_token, help_text="Signs each body: X-Loyal-Signature: sha256=HMAC(secret, body)."
+    )
+    events = models.JSONField(default=list, help_text="Event names this endpoint receives.")
+    is_active = models.BooleanField("active", default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_slack(self) -> bool:
+        return self.url.startswith("https://hooks.slack.com/")
+
+
+class WebhookDelivery(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed (gave up)"
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=40)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["next_attempt_at"], name="webhook_due_idx", condition=Q(status="pending")),
+        ]

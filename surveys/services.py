@@ -37,6 +37,7 @@ from .models import (
     ReferralLink,
     ReferralVisit,
     Response,
+    SendWindow,
     StatsDirtyDay,
     StatsWatermark,
     SurveySkip,
@@ -66,6 +67,8 @@ class InvitationExpired(Exception):
 
 class SendFailed(Exception):
     """Sending failed for a reason that may pass (SMTP or network trouble)."""
+
+    remaining: list = []  # in a batch: the ids not done yet, to retry
 
 
 # --- API keys ----------------------------------------------------------------
@@ -225,13 +228,16 @@ def invitation_request(
     customer: Customer,
     source: str = Invitation.Source.API,
     send_after=None,
+    enqueue: bool = True,
 ) -> InvitationOutcome:
     """The single entry point for "a touchpoint happened for this customer".
 
     Policy is checked in this order: unsubscribed, inactive touchpoint,
     cooldown (any invitation at any touchpoint within the touchpoint's
     cooldown days). A skip is recorded so admins can see why no survey went
-    out. A new invitation is enqueued for sending once the transaction commits.
+    out. A new invitation is enqueued for sending once the transaction commits
+    (bulk callers pass `enqueue=False` and enqueue their ids in batches with
+    `invitations_enqueue`).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -263,18 +269,81 @@ def invitation_request(
             send_after=send_after,
             expires_at=send_after + timedelta(days=touchpoint.expiry_days),
         )
-        if send_after <= now:
-            transaction.on_commit(lambda: _enqueue_send(invitation.pk), robust=True)
+        if send_after <= now and enqueue:
+            transaction.on_commit(lambda: invitations_enqueue([invitation.pk]), robust=True)
     return InvitationOutcome(invitation=invitation)
 
 
 def _enqueue_send(invitation_id: int) -> None:
-    from .tasks import invitation_send_task
-
-    invitation_send_task.delay(invitation_id)
+    invitations_enqueue([invitation_id])
 
 
-def invitation_send(*, invitation_id: int) -> str:
+def invitations_enqueue(invitation_ids: list[int]) -> int:
+    """Publish sending work in batches: N invitations cost N / batch size broker messages."""
+    from .tasks import invitations_send_batch_task
+
+    size = max(settings.NPS_SEND_BATCH_SIZE, 1)
+    batches = 0
+    for first in range(0, len(invitation_ids), size):
+        invitations_send_batch_task.delay(list(invitation_ids[first : first + size]))
+        batches += 1
+    return batches
+
+
+def send_quota_take() -> bool:
+    """Take one email from this minute's allowance (NPS_SEND_RATE_PER_MINUTE, shared by all workers)."""
+    cap = settings.NPS_SEND_RATE_PER_MINUTE
+    if cap <= 0:
+        return True
+    minute = timezone.now().replace(second=0, microsecond=0)
+    if not SendWindow.objects.filter(minute=minute).exists():
+        try:
+            with transaction.atomic():
+                SendWindow.objects.create(minute=minute)
+        except IntegrityError:
+            pass  # another worker opened this minute first
+    return bool(SendWindow.objects.filter(minute=minute, sent__lt=cap).update(sent=F("sent") + 1))
+
+
+@dataclass
+class BatchOutcome:
+    results: dict
+    deferred: list  # ids left for the next minute by the rate cap
+
+
+def invitations_send_batch(*, invitation_ids: list[int]) -> BatchOutcome:
+    """Send many invitations over one SMTP connection; each is claimed on its own.
+
+    Raises `SendFailed` (with `.remaining`, the ids not yet done) when the
+    SMTP server fails, so the caller retries just those.
+    """
+    from django.core.mail import get_connection
+
+    results: dict[str, int] = {}
+    connection = None
+    try:
+        for index, invitation_id in enumerate(invitation_ids):
+            if not send_quota_take():
+                return BatchOutcome(results=results, deferred=list(invitation_ids[index:]))
+            if connection is None:
+                connection = get_connection()
+                connection.open()
+            try:
+                outcome = invitation_send(invitation_id=invitation_id, connection=connection)
+            except SendFailed as exc:
+                exc.remaining = list(invitation_ids[index:])
+                raise
+            results[outcome] = results.get(outcome, 0) + 1
+    finally:
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001 - a dead connection cannot be closed politely
+                pass
+    return BatchOutcome(results=results, deferred=[])
+
+
+def invitation_send(*, invitation_id: int, connection=None) -> str:
     """Claim the invitation and email it. Returns what happened.
 
     The claim is a conditional update, so a redelivered or duplicated task
@@ -292,8 +361,11 @@ def invitation_send(*, invitation_id: int) -> str:
     if invitation.is_expired(now):
         _invitation_finish(invitation_id, Invitation.Status.CANCELLED, "Expired before it could be sent.")
         return "cancelled"
+    message = emails.invitation_message(invitation)
+    if connection is not None:
+        message.connection = connection
     try:
-        emails.invitation_message(invitation).send()
+        message.send()
     except smtplib.SMTPRecipientsRefused as exc:
         _invitation_finish(invitation_id, Invitation.Status.FAILED, f"Recipient refused: {exc.recipients}")
         return "failed"
@@ -302,8 +374,13 @@ def invitation_send(*, invitation_id: int) -> str:
             status=Invitation.Status.PENDING, last_error=f"{type(exc).__name__}: {exc}"[:2000]
         )
         raise SendFailed(str(exc)) from exc
+    sent_at = timezone.now()
+    delay = invitation.touchpoint.reminder_delay_days
     Invitation.objects.filter(pk=invitation_id, status=Invitation.Status.SENDING).update(
-        status=Invitation.Status.SENT, sent_at=timezone.now(), last_error=""
+        status=Invitation.Status.SENT,
+        sent_at=sent_at,
+        last_error="",
+        remind_after=sent_at + timedelta(days=delay) if delay else None,
     )
     return "sent"
 
@@ -334,7 +411,7 @@ def invitation_retry(*, invitation: Invitation) -> bool:
         status=Invitation.Status.PENDING, send_after=now, send_attempts=0
     )
     if updated:
-        transaction.on_commit(lambda: _enqueue_send(invitation.pk), robust=True)
+        transaction.on_commit(lambda: invitations_enqueue([invitation.pk]), robust=True)
     return bool(updated)
 
 
@@ -356,9 +433,96 @@ def invitations_sweep() -> dict[str, int]:
         .order_by("send_after")
         .values_list("pk", flat=True)[:SWEEP_BATCH]
     )
-    for invitation_id in due_ids:
-        _enqueue_send(invitation_id)
+    invitations_enqueue(due_ids)
     return {"reclaimed": reclaimed, "enqueued": len(due_ids)}
+
+
+# --- Reminders and expiry ----------------------------------------------------------
+
+
+def reminders_sweep() -> dict[str, int]:
+    """Enqueue the one reminder of every invitation whose reminder is due (a due-time row, never a countdown)."""
+    now = timezone.now()
+    due_ids = list(
+        Invitation.objects.filter(
+            status=Invitation.Status.SENT,
+            reminded_at__isnull=True,
+            answered_at__isnull=True,
+            remind_after__lte=now,
+            expires_at__gt=now,
+        )
+        .order_by("remind_after")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    from .tasks import reminders_send_batch_task
+
+    size = max(settings.NPS_SEND_BATCH_SIZE, 1)
+    for first in range(0, len(due_ids), size):
+        reminders_send_batch_task.delay(due_ids[first : first + size])
+    return {"enqueued": len(due_ids)}
+
+
+def reminder_send(*, invitation_id: int, connection=None) -> str:
+    """Send the invitation's one reminder if it is still unanswered, open and wanted."""
+    now = timezone.now()
+    claimed = Invitation.objects.filter(
+        pk=invitation_id,
+        status=Invitation.Status.SENT,
+        reminded_at__isnull=True,
+        answered_at__isnull=True,
+        expires_at__gt=now,
+    ).update(reminded_at=now)
+    if not claimed:
+        return "not-claimed"
+    invitation = Invitation.objects.select_related("customer", "touchpoint").get(pk=invitation_id)
+    if invitation.customer.unsubscribed_at is not None:
+        return "unsubscribed"  # stays claimed: no reminder will ever go
+    message = emails.invitation_message(invitation, reminder=True)
+    if connection is not None:
+        message.connection = connection
+    try:
+        message.send()
+    except smtplib.SMTPRecipientsRefused:
+        return "refused"
+    except (smtplib.SMTPException, OSError) as exc:
+        # Release the claim: the next sweep tries again while the survey is open.
+        Invitation.objects.filter(pk=invitation_id).update(reminded_at=None)
+        raise SendFailed(str(exc)) from exc
+    return "sent"
+
+
+def reminders_send_batch(*, invitation_ids: list[int]) -> BatchOutcome:
+    from django.core.mail import get_connection
+
+    results: dict[str, int] = {}
+    connection = None
+    try:
+        for index, invitation_id in enumerate(invitation_ids):
+            if not send_quota_take():
+                return BatchOutcome(results=results, deferred=list(invitation_ids[index:]))
+            if connection is None:
+                connection = get_connection()
+                connection.open()
+            outcome = reminder_send(invitation_id=invitation_id, connection=connection)
+            results[outcome] = results.get(outcome, 0) + 1
+    finally:
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001
+                pass
+    return BatchOutcome(results=results, deferred=[])
+
+
+def invitations_expire() -> dict[str, int]:
+    """Close invitations past their expiry: sent ones become expired, unsent ones cancelled."""
+    now = timezone.now()
+    waiting = Invitation.objects.filter(answered_at__isnull=True, expires_at__lte=now)
+    expired = waiting.filter(status=Invitation.Status.SENT).update(status=Invitation.Status.EXPIRED)
+    cancelled = waiting.filter(status=Invitation.Status.PENDING).update(
+        status=Invitation.Status.CANCELLED, last_error="Expired before it could be sent."
+    )
+    return {"expired": expired, "cancelled": cancelled}
 
 
 # --- Responses -------------------------------------------------------------------

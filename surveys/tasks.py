@@ -81,3 +81,54 @@ def case_alerts_sweep() -> int:
 @shared_task
 def daily_stats_rollup() -> dict:
     return services.daily_stats_rollup()
+
+
+def _seconds_to_next_minute() -> int:
+    from django.utils import timezone
+
+    return 61 - timezone.now().second
+
+
+@shared_task(bind=True, max_retries=None)
+def invitations_send_batch_task(self, invitation_ids: list[int]) -> dict:
+    """Send a batch of invitations over one SMTP connection, within the send rate cap."""
+    try:
+        outcome = services.invitations_send_batch(invitation_ids=invitation_ids)
+    except services.SendFailed as exc:
+        remaining = exc.remaining or invitation_ids
+        if self.request.retries >= settings.NPS_SEND_MAX_RETRIES:
+            logger.warning("Giving up on %s invitations after %s retries: %s", len(remaining), self.request.retries, exc)
+            for invitation_id in remaining:
+                services.invitation_mark_failed(invitation_id=invitation_id)
+            return {"failed": len(remaining)}
+        delay = retry_delay(self.request.retries)
+        for invitation_id in remaining:
+            services.invitation_postpone(invitation_id=invitation_id, delay=timedelta(seconds=delay))
+        raise self.retry(args=[remaining], countdown=delay, exc=exc) from exc
+    if outcome.deferred:
+        # The rate cap is spent for this minute: the rest waits for the next one.
+        invitations_send_batch_task.apply_async(args=[outcome.deferred], countdown=_seconds_to_next_minute())
+    return outcome.results
+
+
+@shared_task
+def reminders_sweep() -> dict:
+    return services.reminders_sweep()
+
+
+@shared_task
+def reminders_send_batch_task(invitation_ids: list[int]) -> dict:
+    """A failed reminder releases its claim; the next sweep tries again, so no Celery retry here."""
+    try:
+        outcome = services.reminders_send_batch(invitation_ids=invitation_ids)
+    except services.SendFailed as exc:
+        logger.warning("Reminder batch stopped by SMTP trouble, the sweep will try again: %s", exc)
+        return {"smtp-error": 1}
+    if outcome.deferred:
+        reminders_send_batch_task.apply_async(args=[outcome.deferred], countdown=_seconds_to_next_minute())
+    return outcome.results
+
+
+@shared_task
+def invitations_expire() -> dict:
+    return services.invitations_expire()
