@@ -1,6 +1,8 @@
 """Django admin: touchpoints, customers (with "Send survey"), invitations, responses, API keys."""
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.urls import path
 from django.db import transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
@@ -8,8 +10,8 @@ from django.utils import timezone
 from django.shortcuts import render
 from django.utils.html import format_html
 
-from . import emails, services
-from .forms import SendSurveyForm
+from . import emails, imports, services, webhooks
+from .forms import CustomerImportForm, SendSurveyForm, WebhookEndpointForm
 from .models import (
     ApiKey,
     CaseNote,
@@ -23,6 +25,9 @@ from .models import (
     Response,
     SurveySkip,
     Touchpoint,
+    TouchpointTranslation,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 
@@ -37,8 +42,16 @@ def _count_per_touchpoint(model, field: str):
     return Coalesce(Subquery(counts), 0)
 
 
+class TouchpointTranslationInline(admin.TabularInline):
+    model = TouchpointTranslation
+    extra = 0
+    verbose_name = "wording in another language"
+    verbose_name_plural = "wording in other languages (customers with that locale see it)"
+
+
 @admin.register(Touchpoint)
 class TouchpointAdmin(admin.ModelAdmin):
+    inlines = [TouchpointTranslationInline]
     list_display = [
         "name", "slug", "is_active", "cooldown_days", "expiry_days", "coupons_issued", "referral_visits",
         "referrals_converted",
@@ -128,6 +141,41 @@ class CustomerAdmin(admin.ModelAdmin):
     fields = ["email", "name", "phone", "external_id", "locale", "unsubscribed_at", "created_at", "updated_at"]
     inlines = [InvitationInline, SurveySkipInline]
     actions = ["send_survey"]
+    change_list_template = "admin/surveys/customer/change_list.html"
+
+    def get_urls(self):
+        return [
+            path("import/", self.admin_site.admin_view(self.import_view), name="surveys_customer_import"),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request):
+        """Upload a CSV of customers: the same import as `manage.py import_customers`."""
+        if not (self.has_add_permission(request) and self.has_change_permission(request)):
+            raise PermissionDenied
+        form = CustomerImportForm(request.POST or None, request.FILES or None)
+        summary = None
+        if request.method == "POST" and form.is_valid():
+            try:
+                summary = imports.customers_import(
+                    binary=form.cleaned_data["file"],
+                    touchpoint=form.cleaned_data["touchpoint"],
+                    send=form.cleaned_data["send"],
+                    dry_run=form.cleaned_data["dry_run"],
+                )
+            except imports.ImportFileError as exc:
+                form.add_error("file", str(exc))
+        return render(
+            request,
+            "admin/surveys/customer/import.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Import customers from CSV",
+                "form": form,
+                "summary": summary,
+                "opts": self.model._meta,
+            },
+        )
 
     @admin.action(description="Send survey", permissions=["change"])
     def send_survey(self, request, queryset):
@@ -146,16 +194,19 @@ class CustomerAdmin(admin.ModelAdmin):
                 },
             )
         touchpoint = form.cleaned_data["touchpoint"]
-        sent, skipped = 0, {}
+        created, skipped = [], {}
         for customer in queryset:
             with transaction.atomic():
                 outcome = services.invitation_request(
-                    touchpoint=touchpoint, customer=customer, source=Invitation.Source.ADMIN
+                    touchpoint=touchpoint, customer=customer, source=Invitation.Source.ADMIN, enqueue=False
                 )
             if outcome.skipped:
                 skipped.setdefault(outcome.skip_reason, []).append(customer.email)
             else:
-                sent += 1
+                created.append(outcome.invitation.pk)
+        # All of them in a few broker messages, sent over shared SMTP connections.
+        transaction.on_commit(lambda: services.invitations_enqueue(created), robust=True)
+        sent = len(created)
         if sent:
             self.message_user(request, f"{sent} survey(s) for “{touchpoint}” queued for sending.", messages.SUCCESS)
         for reason, addresses in skipped.items():
@@ -387,3 +438,37 @@ class ReferralLinkAdmin(admin.ModelAdmin):
     @admin.display(description="referrals converted", ordering="conversion_count")
     def conversion_count(self, obj):
         return obj.conversion_count
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    form = WebhookEndpointForm
+    list_display = ["name", "url", "event_list", "is_active", "created_at"]
+    list_filter = ["is_active"]
+
+    @admin.display(description="events")
+    def event_list(self, obj):
+        return ", ".join(obj.events)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "endpoint", "event", "status", "attempts", "last_status_code", "next_attempt_at"]
+    list_filter = ["status", "event", "endpoint"]
+    list_select_related = ["endpoint"]
+    date_hierarchy = "created_at"
+    readonly_fields = [
+        "endpoint", "event", "payload", "status", "attempts", "next_attempt_at", "last_status_code", "last_error",
+        "created_at", "delivered_at",
+    ]
+    exclude = ["claimed_at"]
+    actions = ["redeliver"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Deliver again now", permissions=["change"])
+    def redeliver(self, request, queryset):
+        for delivery in queryset:
+            webhooks.webhook_redeliver(delivery=delivery)
+        self.message_user(request, "Queued again.", messages.SUCCESS)

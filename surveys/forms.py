@@ -161,3 +161,28 @@ class DashboardFilterForm(forms.Form):
             raise ValidationError("Choose a range of at most ten years.")
         cleaned.update(start=start, end=end, range=preset, page=cleaned.get("page") or 1)
         return cleaned
+
+
+class CustomerImportForm(forms.Form):
+    file = forms.FileField(help_text="CSV with a header row: email,name[,external_id,phone,locale]; comma or semicolon; UTF-8.")
+    touchpoint = forms.ModelChoiceField(queryset=Touchpoint.objects.all(), help_text="What the survey is about.")
+    send = forms.BooleanField(required=False, label="Send the survey to each imported customer")
+    dry_run = forms.BooleanField(required=False, label="Dry run: check every row, write nothing")
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    events = forms.MultipleChoiceField(
+        choices=[], widget=forms.CheckboxSelectMultiple, help_text="Which events this endpoint receives."
+    )
+
+    class Meta:
+        from .models import WebhookEndpoint
+
+        model = WebhookEndpoint
+        fields = ["name", "url", "events", "secret", "is_active"]
+
+    def __init__(self, *args, **kwargs):
+        from .models import WebhookEndpoint
+
+        super().__init__(*args, **kwargs)
+        self.fields["events"].choices = WebhookEndpoint.Event.choices

@@ -145,18 +145,22 @@ def customers_import(
         if not chunk:
             break
         with transaction.atomic():
+            invited: list[int] = []
             for line_number, values in chunk:
                 _import_row(
-                    line_number, values, header, touchpoint, send, dry_run, summary, fail, seen_emails, seen_external
+                    line_number, values, header, touchpoint, send, summary, fail, seen_emails, seen_external, invited
                 )
             if dry_run:
                 transaction.set_rollback(True)
+            elif invited:
+                # A chunk's invitations go out in a few batched messages once it commits.
+                transaction.on_commit(lambda ids=invited: services.invitations_enqueue(ids), robust=True)
         if on_progress:
             on_progress(summary.rows)
     return summary
 
 
-def _import_row(line, values, header, touchpoint, send, dry_run, summary, fail, seen_emails, seen_external):
+def _import_row(line, values, header, touchpoint, send, summary, fail, seen_emails, seen_external, invited):
     if not any(value.strip() for value in values):
         return  # blank line
     summary.rows += 1
@@ -200,7 +204,7 @@ def _import_row(line, values, header, touchpoint, send, dry_run, summary, fail, 
             outcome = None
             if send and touchpoint is not None:
                 outcome = services.invitation_request(
-                    touchpoint=touchpoint, customer=customer, source=Invitation.Source.IMPORT
+                    touchpoint=touchpoint, customer=customer, source=Invitation.Source.IMPORT, enqueue=False
                 )
     except services.CustomerConflict as exc:
         fail(line, str(exc))
@@ -214,3 +218,4 @@ def _import_row(line, values, header, touchpoint, send, dry_run, summary, fail, 
             summary.skipped[outcome.skip_reason] += 1
         else:
             summary.invited += 1
+            invited.append(outcome.invitation.pk)

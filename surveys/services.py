@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import emails
+from . import emails, webhooks
 from .models import (
     REASON_MAX_LENGTH,
     ApiKey,
@@ -564,6 +564,8 @@ def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> 
 
 def _response_follow_up(*, response: Response, touchpoint: Touchpoint, now) -> None:
     """What an answer sets in motion, inside the answer's own transaction."""
+    event_data = webhooks.response_event_data(response)
+    webhooks.webhook_event_emit(event="response.created", data=event_data)
     if response.score >= 7:
         # A customer who had a follow-up case and now answers 7+ was won back.
         FollowUpCase.objects.filter(
@@ -581,6 +583,11 @@ def _response_follow_up(*, response: Response, touchpoint: Touchpoint, now) -> N
             due_at=now + timedelta(hours=touchpoint.case_due_hours),
         )
         transaction.on_commit(lambda: _enqueue("case_alert_task", case.pk), robust=True)
+        webhooks.webhook_event_emit(
+            event="case.opened",
+            data={**event_data, "id": case.pk, "response_id": response.pk, "status": case.status,
+                  "due_at": case.due_at.isoformat()},
+        )
 
 
 def _enqueue(task_name: str, *args) -> None:
@@ -732,6 +739,7 @@ def promoters_sweep() -> dict[str, int]:
 _CODE = re.compile(r"[A-Z0-9-]{1,20}")
 
 
+@transaction.atomic
 def coupon_redeem(*, code: str) -> Coupon:
     """Mark the coupon redeemed now. Codes are case-insensitive."""
     code = (code or "").strip().upper()
@@ -750,6 +758,17 @@ def coupon_redeem(*, code: str) -> Coupon:
             raise CouponAlreadyRedeemed(coupon)
         raise CouponExpired(coupon)
     _stats_mark_dirty(coupon.issued_at)
+    customer = coupon.customer
+    webhooks.webhook_event_emit(
+        event="coupon.redeemed",
+        data={
+            "code": coupon.code,
+            "redeemed_at": coupon.redeemed_at.isoformat(),
+            "issued_at": coupon.issued_at.isoformat(),
+            "offer": coupon.offer,
+            "customer": {"email": customer.email, "name": customer.name, "external_id": customer.external_id},
+        },
+    )
     return coupon
 
 

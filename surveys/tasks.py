@@ -10,7 +10,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from . import services
+from . import services, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -132,3 +132,14 @@ def reminders_send_batch_task(invitation_ids: list[int]) -> dict:
 @shared_task
 def invitations_expire() -> dict:
     return services.invitations_expire()
+
+
+@shared_task
+def webhook_deliver_task(delivery_id: int) -> str:
+    # Retries are rows with a due time (next_attempt_at), swept by beat.
+    return webhooks.webhook_deliver(delivery_id=delivery_id)
+
+
+@shared_task
+def webhooks_sweep() -> int:
+    return webhooks.webhooks_sweep()

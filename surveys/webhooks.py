@@ -1,0 +1,193 @@
+"""Outgoing webhooks: `response.created`, `case.opened`, `coupon.redeemed`.
+
+Each event becomes one `WebhookDelivery` row per subscribed endpoint, written in
+the same transaction as the change it reports and sent by Celery once it
+commits. The row is the source of truth for retries: a failed attempt sets
+`next_attempt_at` with exponential backoff and the beat sweep sends it again,
+so a broker outage delays deliveries but never loses them. Bodies are signed:
+`X-Loyal-Signature: sha256=<hex HMAC-SHA256 of the raw body with the endpoint's secret>`.
+A Slack incoming-webhook URL receives `{"text": "<summary>"}` instead.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+import urllib.error
+import urllib.request
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .models import WebhookDelivery, WebhookEndpoint
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+TIMEOUT_SECONDS = 10
+CLAIM_TIMEOUT = timedelta(minutes=5)
+SWEEP_BATCH = 500
+
+
+def webhook_backoff(attempts: int) -> timedelta:
+    """30 s, 1 min, 2 min … capped at 6 hours."""
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 6 * 3600))
+
+
+def webhook_event_emit(*, event: str, data: dict) -> int:
+    """Queue `event` for every active endpoint that subscribed to it. Call inside the change's transaction."""
+    endpoints = [endpoint for endpoint in WebhookEndpoint.objects.filter(is_active=True) if event in endpoint.events]
+    if not endpoints:
+        return 0
+    payload = {"event": event, "created_at": timezone.now().isoformat(), "data": data}
+    deliveries = WebhookDelivery.objects.bulk_create(
+        [WebhookDelivery(endpoint=endpoint, event=event, payload=payload) for endpoint in endpoints]
+    )
+    ids = [delivery.pk for delivery in deliveries]
+
+    def enqueue():
+        from .tasks import webhook_deliver_task
+
+        for delivery_id in ids:
+            webhook_deliver_task.delay(delivery_id)
+
+    transaction.on_commit(enqueue, robust=True)
+    return len(ids)
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_summary(payload: dict) -> str:
+    data, event = payload.get("data", {}), payload.get("event", "")
+    customer = data.get("customer", {})
+    who = customer.get("name") or customer.get("email") or "a customer"
+    if event == "response.created":
+        text = f"New NPS answer: {data.get('score')}/10 ({data.get('category')}) for {data.get('touchpoint')} from {who}"
+        if data.get("reason"):
+            text += f': "{data["reason"][:300]}"'
+    elif event == "case.opened":
+        text = f"Follow-up case #{data.get('id')} opened: {who} answered {data.get('score')}/10 for {data.get('touchpoint')}"
+    elif event == "coupon.redeemed":
+        text = f"Coupon {data.get('code')} redeemed by {who}"
+    else:
+        text = event
+    return _slack_escape(text)
+
+
+def webhook_body(delivery: WebhookDelivery) -> bytes:
+    if delivery.endpoint.is_slack:
+        document = {"text": slack_summary(delivery.payload)}
+    else:
+        document = {**delivery.payload, "id": delivery.pk}
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def webhook_signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def webhook_deliver(*, delivery_id: int) -> str:
+    """Try one delivery once. Returns "delivered", "retry", "failed" or "not-claimed"."""
+    now = timezone.now()
+    claimed = (
+        WebhookDelivery.objects.filter(pk=delivery_id, status=WebhookDelivery.Status.PENDING)
+        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - CLAIM_TIMEOUT))
+        .update(claimed_at=now, attempts=F("attempts") + 1)
+    )
+    if not claimed:
+        return "not-claimed"
+    delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
+    body = webhook_body(delivery)
+    request = urllib.request.Request(
+        delivery.endpoint.url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "LoyalPromoters-Webhooks/1",
+            "X-Loyal-Event": delivery.event,
+            "X-Loyal-Delivery": str(delivery.pk),
+            "X-Loyal-Signature": webhook_signature(delivery.endpoint.secret, body),
+        },
+    )
+    status_code, error = None, ""
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as reply:  # noqa: S310 - admin-set URL
+            status_code = reply.status
+    except urllib.error.HTTPError as exc:
+        status_code, error = exc.code, f"HTTP {exc.code} {exc.reason}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        error = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+    if status_code is not None and 200 <= status_code < 300:
+        WebhookDelivery.objects.filter(pk=delivery_id).update(
+            status=WebhookDelivery.Status.DELIVERED,
+            delivered_at=timezone.now(),
+            last_status_code=status_code,
+            last_error="",
+            claimed_at=None,
+        )
+        return "delivered"
+    if delivery.attempts >= MAX_ATTEMPTS:
+        WebhookDelivery.objects.filter(pk=delivery_id).update(
+            status=WebhookDelivery.Status.FAILED, last_status_code=status_code, last_error=error[:2000], claimed_at=None
+        )
+        logger.warning("Webhook delivery %s gave up after %s attempts: %s", delivery_id, delivery.attempts, error)
+        return "failed"
+    WebhookDelivery.objects.filter(pk=delivery_id).update(
+        next_attempt_at=timezone.now() + webhook_backoff(delivery.attempts),
+        last_status_code=status_code,
+        last_error=error[:2000],
+        claimed_at=None,
+    )
+    return "retry"
+
+
+def webhook_redeliver(*, delivery: WebhookDelivery) -> None:
+    """Admin action: try a failed or pending delivery again now."""
+    WebhookDelivery.objects.filter(pk=delivery.pk).exclude(status=WebhookDelivery.Status.DELIVERED).update(
+        status=WebhookDelivery.Status.PENDING, next_attempt_at=timezone.now(), attempts=0, claimed_at=None
+    )
+
+    def enqueue():
+        from .tasks import webhook_deliver_task
+
+        webhook_deliver_task.delay(delivery.pk)
+
+    transaction.on_commit(enqueue, robust=True)
+
+
+def webhooks_sweep() -> int:
+    """Enqueue every delivery whose next attempt is due (retries, and anything a lost message left)."""
+    now = timezone.now()
+    due_ids = list(
+        # The task enqueued at commit handles a new delivery; the sweep is for retries and losses.
+        WebhookDelivery.objects.filter(
+            status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now - timedelta(seconds=30)
+        )
+        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - CLAIM_TIMEOUT))
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    from .tasks import webhook_deliver_task
+
+    for delivery_id in due_ids:
+        webhook_deliver_task.delay(delivery_id)
+    return len(due_ids)
+
+
+def response_event_data(response) -> dict:
+    customer = response.customer
+    return {
+        "id": response.pk,
+        "invitation_id": response.invitation_id,
+        "score": response.score,
+        "category": response.category,
+        "reason": response.reason,
+        "created_at": response.created_at.isoformat(),
+        "touchpoint": response.touchpoint.slug,
+        "customer": {"email": customer.email, "name": customer.name, "external_id": customer.external_id},
+    }
