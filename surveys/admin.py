@@ -2,12 +2,12 @@
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.urls import path
 from django.db import transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 from django.shortcuts import render
+from django.urls import path
+from django.utils import timezone
 from django.utils.html import format_html
 
 from . import emails, imports, services, webhooks

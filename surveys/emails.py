@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from .models import Customer, Invitation
 
@@ -26,8 +26,11 @@ def survey_url(invitation: Invitation) -> str:
     return absolute_url(reverse("survey", args=[invitation.token]))
 
 
-def question_text(touchpoint) -> str:
-    return touchpoint.question.replace("{company}", settings.NPS_COMPANY_NAME)
+def question_text(touchpoint, language: str | None = None) -> str:
+    from .selectors import touchpoint_wording
+
+    question, _ = touchpoint_wording(touchpoint=touchpoint, language=language or settings.LANGUAGE_CODE)
+    return question
 
 
 def _single_line(text: str) -> str:
@@ -37,6 +40,13 @@ def _single_line(text: str) -> str:
 
 def customer_message(*, template: str, customer: Customer, context: dict) -> EmailMultiAlternatives:
     """Render templates/emails/<template>_{subject.txt,body.txt,body.html} for one customer."""
+    from .selectors import customer_language
+
+    with translation.override(customer_language(customer=customer)):
+        return _customer_message(template=template, customer=customer, context=context)
+
+
+def _customer_message(*, template: str, customer: Customer, context: dict) -> EmailMultiAlternatives:
     unsubscribe = unsubscribe_url(customer)
     context = {
         **context,
@@ -62,6 +72,8 @@ def customer_message(*, template: str, customer: Customer, context: dict) -> Ema
 
 
 def invitation_message(invitation: Invitation, reminder: bool = False) -> EmailMultiAlternatives:
+    from .selectors import customer_language
+
     url = survey_url(invitation)
     return customer_message(
         template="invitation",
@@ -70,7 +82,7 @@ def invitation_message(invitation: Invitation, reminder: bool = False) -> EmailM
             "invitation": invitation,
             "reminder": reminder,
             "touchpoint": invitation.touchpoint,
-            "question": question_text(invitation.touchpoint),
+            "question": question_text(invitation.touchpoint, customer_language(customer=invitation.customer)),
             "survey_url": url,
             "score_links": [(score, f"{url}?score={score}") for score in range(11)],
         },

@@ -7,6 +7,7 @@ from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Field, Layout, Submit
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
 from .models import REASON_MAX_LENGTH, Category, Touchpoint
 
@@ -26,8 +27,8 @@ class SurveyResponseForm(forms.Form):
         coerce=int,
         widget=forms.RadioSelect,
         error_messages={
-            "required": "Please choose a score from 0 to 10.",
-            "invalid_choice": "Please choose a score from 0 to 10.",
+            "required": _("Please choose a score from 0 to 10."),
+            "invalid_choice": _("Please choose a score from 0 to 10."),
         },
     )
     reason = forms.CharField(
@@ -45,7 +46,7 @@ class SurveyResponseForm(forms.Form):
         self.helper.layout = Layout(
             Field("score", template="surveys/score_field.html"),
             Field("reason"),
-            Submit("submit", "Send my answer", css_class="btn-lg w-100 w-sm-auto"),
+            Submit("submit", _("Send my answer"), css_class="btn-lg w-100 w-sm-auto"),
         )
 
 
@@ -171,6 +172,7 @@ class CustomerImportForm(forms.Form):
 
 
 class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(max_length=500, assume_scheme="https", label="URL")
     events = forms.MultipleChoiceField(
         choices=[], widget=forms.CheckboxSelectMultiple, help_text="Which events this endpoint receives."
     )

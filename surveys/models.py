@@ -11,12 +11,14 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Length, Lower
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 models.TextField.register_lookup(Length)
 
 REASON_MAX_LENGTH = 2000
-DEFAULT_QUESTION = "How likely are you to recommend {company} to a friend or colleague?"
-DEFAULT_REASON_PROMPT = "Thank you! Can you tell us the reason for your score?"
+# Marked for translation: a touchpoint keeping the default wording is asked in the customer's language.
+DEFAULT_QUESTION = gettext_noop("How likely are you to recommend {company} to a friend or colleague?")
+DEFAULT_REASON_PROMPT = gettext_noop("Thank you! Can you tell us the reason for your score?")
 
 
 def new_token() -> str:

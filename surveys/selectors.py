@@ -2,12 +2,24 @@
 
 import re
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
-from django.utils import timezone
+from django.utils import timezone, translation
 
-from .models import CaseNote, Coupon, Customer, FollowUpCase, Invitation, ReferralLink, Response, Touchpoint
-
+from .models import (
+    DEFAULT_QUESTION,
+    DEFAULT_REASON_PROMPT,
+    CaseNote,
+    Coupon,
+    Customer,
+    FollowUpCase,
+    Invitation,
+    ReferralLink,
+    Response,
+    Touchpoint,
+    TouchpointTranslation,
+)
 
 # Tokens come from secrets.token_urlsafe. Anything else (a NUL, which
 # PostgreSQL refuses in a query, or an over-long string) matches no row.
@@ -110,3 +122,29 @@ def promoter_coupon_expected(*, response: Response) -> bool:
     return not Coupon.objects.filter(
         customer_id=response.customer_id, issued_at__gt=timezone.now() - COUPON_PER_CUSTOMER_WINDOW
     ).exists()
+
+
+def customer_language(*, customer: Customer) -> str:
+    """The supported language closest to the customer's locale (es-MX → es), else the default."""
+    try:
+        return translation.get_supported_language_variant((customer.locale or "").replace("_", "-").lower())
+    except LookupError:
+        return settings.LANGUAGE_CODE
+
+
+def touchpoint_wording(*, touchpoint: Touchpoint, language: str, category: str | None = None) -> tuple[str, str]:
+    """The question (with {company} filled in) and reason prompt to show in `language`.
+
+    An admin-given translation wins; a touchpoint still using the default
+    wording gets the shipped translation; otherwise the touchpoint's own text.
+    """
+    with translation.override(language):
+        question = translation.gettext(touchpoint.question) if touchpoint.question == DEFAULT_QUESTION else touchpoint.question
+        prompt = touchpoint.reason_prompt_for(category)
+        prompt = translation.gettext(prompt) if prompt == DEFAULT_REASON_PROMPT else prompt
+    if language != settings.LANGUAGE_CODE:
+        wording = TouchpointTranslation.objects.filter(touchpoint=touchpoint, language=language).first()
+        if wording is not None:
+            question = wording.question or question
+            prompt = wording.reason_prompt or prompt
+    return question.replace("{company}", settings.NPS_COMPANY_NAME), prompt

@@ -15,9 +15,9 @@ import smtplib
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 

@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import translation
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -54,14 +55,22 @@ def survey(request: HttpRequest, token: str) -> HttpResponse:
     invitation = selectors.invitation_for_token(token=token)
     if invitation is None:
         return page_not_found(request, None, message="This survey link is not valid. Please check the link in your email.")
+    # The customer's language, whatever the browser says: the same as their emails.
+    with translation.override(selectors.customer_language(customer=invitation.customer)):
+        return _survey(request, invitation)
+
+
+def _survey(request: HttpRequest, invitation) -> HttpResponse:
+    token = invitation.token
     response = selectors.response_for_invitation(invitation=invitation)
     if response is not None:
         return _thanks(request, invitation, response)
     if invitation.is_expired():
         return render(request, "surveys/closed.html", {"invitation": invitation}, status=410)
 
-    touchpoint = invitation.touchpoint
-    form_kwargs = {"question": emails.question_text(touchpoint), "reason_prompt": touchpoint.reason_prompt}
+    touchpoint, language = invitation.touchpoint, translation.get_language()
+    question, prompt = selectors.touchpoint_wording(touchpoint=touchpoint, language=language)
+    form_kwargs = {"question": question, "reason_prompt": prompt}
     if request.method == "POST":
         form = SurveyResponseForm(request.POST, **form_kwargs)
         if form.is_valid():
@@ -78,7 +87,9 @@ def survey(request: HttpRequest, token: str) -> HttpResponse:
         services.invitation_mark_opened(invitation=invitation)
         preselected = _preselected_score(request)
         if preselected is not None:
-            form_kwargs["reason_prompt"] = touchpoint.reason_prompt_for(Category.for_score(preselected))
+            _, form_kwargs["reason_prompt"] = selectors.touchpoint_wording(
+                touchpoint=touchpoint, language=language, category=Category.for_score(preselected)
+            )
         form = SurveyResponseForm(initial={"score": preselected}, **form_kwargs)
     return render(request, "surveys/survey.html", {"invitation": invitation, "form": form})
 
@@ -92,10 +103,11 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     customer = selectors.customer_for_unsubscribe_token(token=token)
     if customer is None:
         return page_not_found(request, None, message="This unsubscribe link is not valid.")
-    if request.method == "POST":
-        services.customer_unsubscribe(customer=customer)
-        return render(request, "surveys/unsubscribed.html", {"customer": customer})
-    return render(request, "surveys/unsubscribe.html", {"customer": customer})
+    with translation.override(selectors.customer_language(customer=customer)):
+        if request.method == "POST":
+            services.customer_unsubscribe(customer=customer)
+            return render(request, "surveys/unsubscribed.html", {"customer": customer})
+        return render(request, "surveys/unsubscribe.html", {"customer": customer})
 
 
 @require_http_methods(["GET", "HEAD"])
