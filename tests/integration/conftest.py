@@ -12,6 +12,7 @@ import email.policy
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -156,17 +157,49 @@ class CeleryWorker:
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.process.poll() is None:
-            log = self.log()
-            busy = False
-            for task_id in set(re.findall(r"\[([0-9a-f-]{36})\] received", log)):
-                outcomes = re.findall(rf"\[{task_id}\] (succeeded|retry|raised|failed|ignored|rejected)", log)
-                received = len(re.findall(rf"\[{task_id}\] received", log))
-                if len(outcomes) < received and (not outcomes or outcomes[-1] != "retry"):
-                    busy = True
-                    break
-            if not busy:
+            if not self.busy_tasks():
                 return
             time.sleep(0.1)
+
+    def busy_tasks(self) -> set[str]:
+        """Ids of tasks the worker received and has not finished (a pending retry counts as finished)."""
+        received: dict[str, int] = {}
+        outcomes: dict[str, list[str]] = {}
+        for task_id, event in re.findall(
+            r"\[([0-9a-f-]{36})\] (received|succeeded|retry|raised|failed|ignored|rejected)", self.log()
+        ):
+            if event == "received":
+                received[task_id] = received.get(task_id, 0) + 1
+            else:
+                outcomes.setdefault(task_id, []).append(event)
+        return {
+            task_id
+            for task_id, count in received.items()
+            if len(outcomes.get(task_id, [])) < count and outcomes.get(task_id, [""])[-1] != "retry"
+        }
+
+    def processes(self) -> list[int]:
+        """The pids of the worker's process group: the main process and its pool children."""
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                # The command name (field 2) may hold spaces; the fields after it do not.
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # the process ended meanwhile
+            if int(fields[2]) == self.process.pid and fields[0] != "Z":
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def kill(self) -> list[int]:
+        """SIGKILL the whole process group, as a crash or the OOM killer would; returns the pids killed."""
+        pids = self.processes()
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while self.processes() and time.monotonic() < deadline:
+            time.sleep(0.05)  # pool children are reaped by init once their parent is gone
+        return pids
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -183,6 +216,12 @@ def _delete_queue_keys(client: redis.Redis, queue: str) -> None:
     keys = [key for key in client.scan_iter(match=f"*{queue}*", count=1000)]
     if keys:
         client.delete(*keys)
+    # Messages a killed worker had reserved stay in kombu's unacked hash until the
+    # visibility timeout; drop this queue's, or they would be restored an hour later.
+    stranded = [tag for tag, message in client.hscan_iter("unacked", count=1000) if queue.encode() in message]
+    if stranded:
+        client.hdel("unacked", *stranded)
+        client.zrem("unacked_index", *stranded)
     for binding in client.scan_iter(match="_kombu.binding.*", count=1000):
         if client.type(binding) == b"set":
             members = [member for member in client.smembers(binding) if queue.encode() in member]
@@ -198,17 +237,10 @@ def worker_smtp(integration_services):
 
 
 @pytest.fixture(scope="module")
-def celery_worker_process(integration_services, django_db_setup, django_db_blocker, worker_smtp, tmp_path_factory):
-    """One worker for the module; it reads and writes the pytest-django test database."""
-    queue = f"it-{secrets.token_hex(6)}"
-    broker_url = celery_app.conf.broker_url
-    assert broker_url.startswith(("redis://", "rediss://")), broker_url
-    broker = redis.Redis.from_url(broker_url)
-    _delete_queue_keys(broker, queue)
-
+def worker_env(integration_services, django_db_setup, django_db_blocker, worker_smtp, tmp_path_factory) -> dict:
+    """The environment of a worker process: production settings on the test database and SMTP server."""
     with django_db_blocker.unblock():
         database_url = _database_url_for_test_db()
-    var_dir = tmp_path_factory.mktemp("worker-var")
     env = {
         key: value for key, value in os.environ.items()
         if not key.startswith(("DJANGO_", "EMAIL_", "CELERY_", "NPS_", "DATABASE_", "PYTEST_"))
@@ -216,20 +248,36 @@ def celery_worker_process(integration_services, django_db_setup, django_db_block
     env.update(
         DJANGO_SETTINGS_MODULE="nps_app.settings",
         DATABASE_URL=database_url,
-        CELERY_BROKER_URL=broker_url,
+        CELERY_BROKER_URL=_broker_url(),
         EMAIL_HOST="127.0.0.1",
         EMAIL_PORT=str(worker_smtp.port),
         EMAIL_USE_TLS="0",
         EMAIL_TIMEOUT="5",
         SITE_URL=WORKER_SITE_URL,
-        NPS_VAR_DIR=str(var_dir),
+        NPS_VAR_DIR=str(tmp_path_factory.mktemp("worker-var")),
         # Production settings, as a deployed worker runs them.
         DEBUG="0",
         SECRET_KEY=secrets.token_urlsafe(50),
         ALLOWED_HOSTS="surveys.example.com",
         PYTHONUNBUFFERED="1",
     )
-    worker = CeleryWorker(queue=queue, env=env, log_path=var_dir / "celery-worker.log")
+    return env
+
+
+def _broker_url() -> str:
+    broker_url = celery_app.conf.broker_url
+    assert broker_url.startswith(("redis://", "rediss://")), broker_url
+    return broker_url
+
+
+@pytest.fixture(scope="module")
+def celery_worker_process(worker_env):
+    """One worker for the module; it reads and writes the pytest-django test database."""
+    queue = f"it-{secrets.token_hex(6)}"
+    broker = redis.Redis.from_url(_broker_url())
+    _delete_queue_keys(broker, queue)
+    log_path = Path(worker_env["NPS_VAR_DIR"]) / f"celery-worker-{queue}.log"
+    worker = CeleryWorker(queue=queue, env=worker_env, log_path=log_path)
     try:
         worker.wait_ready()
         yield worker
@@ -256,6 +304,48 @@ def celery_worker(celery_worker_process, worker_smtp):
         worker_smtp.handler.messages.clear()
 
 
+class WorkerPool:
+    """Workers a test starts, kills and restarts itself, all on one queue of the test's own."""
+
+    def __init__(self, *, env: dict):
+        self.env = env
+        self.queue = f"it-{secrets.token_hex(6)}"
+        self.workers: list[CeleryWorker] = []
+
+    def start(self) -> CeleryWorker:
+        log_path = Path(self.env["NPS_VAR_DIR"]) / f"celery-worker-{self.queue}-{len(self.workers) + 1}.log"
+        worker = CeleryWorker(queue=self.queue, env=self.env, log_path=log_path)
+        self.workers.append(worker)
+        worker.wait_ready()
+        return worker
+
+    def log_tail(self, chars: int = 20_000) -> str:
+        return "\n".join(f"--- worker {n} ---\n{worker.log()[-chars:]}" for n, worker in enumerate(self.workers, 1))
+
+
+@pytest.fixture
+def celery_workers(worker_env, worker_smtp):
+    """A `WorkerPool`: no worker runs until the test starts one; this process publishes to its queue."""
+    pool = WorkerPool(env=worker_env)
+    broker = redis.Redis.from_url(_broker_url())
+    conf = celery_app.conf
+    saved = conf.task_always_eager, conf.task_default_queue
+    conf.task_always_eager = False
+    conf.task_default_queue = pool.queue
+    worker_smtp.start()
+    try:
+        yield pool
+    finally:
+        conf.task_always_eager, conf.task_default_queue = saved
+        for worker in pool.workers:
+            worker.wait_idle()
+            worker.stop()
+        _delete_queue_keys(broker, pool.queue)
+        broker.close()
+        worker_smtp.stop()
+        worker_smtp.handler.messages.clear()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -263,3 +353,6 @@ def pytest_runtest_makereport(item, call):
     worker = item.funcargs.get("celery_worker") if hasattr(item, "funcargs") else None
     if report.failed and worker is not None:
         report.sections.append(("Celery worker log", worker.log()))
+    pool = item.funcargs.get("celery_workers") if hasattr(item, "funcargs") else None
+    if report.failed and pool is not None:
+        report.sections.append(("Celery worker logs (tails)", pool.log_tail()))

@@ -217,7 +217,7 @@ class Command(BaseCommand):
             if answer["category"] != Category.DETRACTOR:
                 continue
             if now - answer["created_at"] > timedelta(days=7):
-                status = FollowUpCase.Status.RESOLVED if rng.random() < 0.9 else FollowUpCase.Status.CONTACTED
+                status = FollowUpCase.Status.RESOLVED if rng.random() < 0.995 else FollowUpCase.Status.CONTACTED
             else:
                 status = rng.choice([FollowUpCase.Status.OPEN, FollowUpCase.Status.CONTACTED])
             handled = min(answer["created_at"] + timedelta(hours=rng.randint(2, 96)), now)
