@@ -326,8 +326,7 @@ def invitations_send_batch(*, invitation_ids: list[int]) -> BatchOutcome:
             if not send_quota_take():
                 return BatchOutcome(results=results, deferred=list(invitation_ids[index:]))
             if connection is None:
-                connection = get_connection()
-                connection.open()
+                connection = get_connection()  # opened by invitation_send, which records a refusal
             try:
                 outcome = invitation_send(invitation_id=invitation_id, connection=connection)
             except SendFailed as exc:
@@ -365,6 +364,8 @@ def invitation_send(*, invitation_id: int, connection=None) -> str:
     if connection is not None:
         message.connection = connection
     try:
+        if connection is not None:
+            connection.open()  # a no-op once open: the batch keeps one connection
         message.send()
     except smtplib.SMTPRecipientsRefused as exc:
         _invitation_finish(invitation_id, Invitation.Status.FAILED, f"Recipient refused: {exc.recipients}")
