@@ -317,6 +317,11 @@ def invitations_send_batch(*, invitation_ids: list[int]) -> BatchOutcome:
     Raises `SendFailed` (with `.remaining`, the ids not yet done) when the
     SMTP server fails, so the caller retries just those.
     """
+    return _send_batch(invitation_ids, invitation_send)
+
+
+def _send_batch(invitation_ids: list[int], send_one) -> BatchOutcome:
+    """Run `send_one(invitation_id=…, connection=…)` for each id over one SMTP connection, within the rate cap."""
     from django.core.mail import get_connection
 
     results: dict[str, int] = {}
@@ -326,9 +331,10 @@ def invitations_send_batch(*, invitation_ids: list[int]) -> BatchOutcome:
             if not send_quota_take():
                 return BatchOutcome(results=results, deferred=list(invitation_ids[index:]))
             if connection is None:
-                connection = get_connection()  # opened by invitation_send, which records a refusal
+                connection = get_connection()
+                connection.open()
             try:
-                outcome = invitation_send(invitation_id=invitation_id, connection=connection)
+                outcome = send_one(invitation_id=invitation_id, connection=connection)
             except SendFailed as exc:
                 exc.remaining = list(invitation_ids[index:])
                 raise
@@ -493,26 +499,7 @@ def reminder_send(*, invitation_id: int, connection=None) -> str:
 
 
 def reminders_send_batch(*, invitation_ids: list[int]) -> BatchOutcome:
-    from django.core.mail import get_connection
-
-    results: dict[str, int] = {}
-    connection = None
-    try:
-        for index, invitation_id in enumerate(invitation_ids):
-            if not send_quota_take():
-                return BatchOutcome(results=results, deferred=list(invitation_ids[index:]))
-            if connection is None:
-                connection = get_connection()
-                connection.open()
-            outcome = reminder_send(invitation_id=invitation_id, connection=connection)
-            results[outcome] = results.get(outcome, 0) + 1
-    finally:
-        if connection is not None:
-            try:
-                connection.close()
-            except Exception:  # noqa: BLE001
-                pass
-    return BatchOutcome(results=results, deferred=[])
+    return _send_batch(invitation_ids, reminder_send)
 
 
 def invitations_expire() -> dict[str, int]:
