@@ -312,12 +312,57 @@ class BatchOutcome:
 
 
 def invitations_send_batch(*, invitation_ids: list[int]) -> BatchOutcome:
-    """Send many invitations over one SMTP connection; each is claimed on its own.
+    """Send many invitations over one SMTP connection.
 
-    Raises `SendFailed` (with `.remaining`, the ids not yet done) when the
-    SMTP server fails, so the caller retries just those.
+    The batch is claimed in one statement (rows another worker holds are
+    skipped) and loaded in one query; each email is then recorded as sent on
+    its own. Raises `SendFailed` (with `.remaining`, the ids not yet done)
+    when the SMTP server fails, so the caller retries just those.
     """
-    return _send_batch(invitation_ids, invitation_send)
+    from django.core.mail import get_connection
+
+    now = timezone.now()
+    with transaction.atomic():
+        mine = list(
+            Invitation.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=invitation_ids, status=Invitation.Status.PENDING)
+            .values_list("pk", flat=True)
+        )
+        Invitation.objects.filter(pk__in=mine).update(
+            status=Invitation.Status.SENDING, claimed_at=now, send_attempts=F("send_attempts") + 1
+        )
+    loaded = Invitation.objects.select_related("customer", "touchpoint").in_bulk(mine)
+    claimed = [loaded[pk] for pk in invitation_ids if pk in loaded]
+    results: dict[str, int] = {}
+    if len(claimed) < len(invitation_ids):
+        results["not-claimed"] = len(invitation_ids) - len(claimed)
+    connection = None
+    try:
+        for index, invitation in enumerate(claimed):
+            if not send_quota_take():
+                deferred = [item.pk for item in claimed[index:]]
+                Invitation.objects.filter(pk__in=deferred, status=Invitation.Status.SENDING).update(
+                    status=Invitation.Status.PENDING
+                )
+                return BatchOutcome(results=results, deferred=deferred)
+            if connection is None:
+                connection = get_connection()
+            try:
+                outcome = _invitation_deliver(invitation, now=now, connection=connection)
+            except SendFailed as exc:
+                exc.remaining = [item.pk for item in claimed[index:]]
+                Invitation.objects.filter(pk__in=exc.remaining, status=Invitation.Status.SENDING).update(
+                    status=Invitation.Status.PENDING
+                )
+                raise
+            results[outcome] = results.get(outcome, 0) + 1
+    finally:
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001 - a dead connection cannot be closed politely
+                pass
+    return BatchOutcome(results=results, deferred=[])
 
 
 def _send_batch(invitation_ids: list[int], send_one) -> BatchOutcome:
@@ -331,8 +376,8 @@ def _send_batch(invitation_ids: list[int], send_one) -> BatchOutcome:
             if not send_quota_take():
                 return BatchOutcome(results=results, deferred=list(invitation_ids[index:]))
             if connection is None:
+                # Opened by send_one, so a refused connection is recorded and retried like a failed send.
                 connection = get_connection()
-                connection.open()
             try:
                 outcome = send_one(invitation_id=invitation_id, connection=connection)
             except SendFailed as exc:
@@ -356,10 +401,18 @@ def invitation_send(*, invitation_id: int, connection=None) -> str:
     the error recorded and raises `SendFailed` for the caller to retry.
     """
     now = timezone.now()
-    claimed = Invitation.objects.filter(pk=invitation_id, status=Invitation.Status.PENDING).update(status=Invitation.Status.SENDING, claimed_at=now, send_attempts=F("send_attempts") + 1)
+    claimed = Invitation.objects.filter(pk=invitation_id, status=Invitation.Status.PENDING).update(
+        status=Invitation.Status.SENDING, claimed_at=now, send_attempts=F("send_attempts") + 1
+    )
     if not claimed:
         return "not-claimed"
     invitation = Invitation.objects.select_related("customer", "touchpoint").get(pk=invitation_id)
+    return _invitation_deliver(invitation, now=now, connection=connection)
+
+
+def _invitation_deliver(invitation: Invitation, *, now, connection=None) -> str:
+    """Email an invitation this worker has claimed (status "sending") and record the outcome."""
+    invitation_id = invitation.pk
     if invitation.customer.unsubscribed_at is not None:
         _invitation_finish(invitation_id, Invitation.Status.CANCELLED, "Customer unsubscribed before sending.")
         return "cancelled"
@@ -383,6 +436,7 @@ def invitation_send(*, invitation_id: int, connection=None) -> str:
         raise SendFailed(str(exc)) from exc
     sent_at = timezone.now()
     delay = invitation.touchpoint.reminder_delay_days
+    # Recorded message by message, so a worker killed mid-batch resends at most the one in flight.
     Invitation.objects.filter(pk=invitation_id, status=Invitation.Status.SENDING).update(
         status=Invitation.Status.SENT,
         sent_at=sent_at,
@@ -488,6 +542,8 @@ def reminder_send(*, invitation_id: int, connection=None) -> str:
     if connection is not None:
         message.connection = connection
     try:
+        if connection is not None:
+            connection.open()  # a no-op once open: the batch keeps one connection
         message.send()
     except smtplib.SMTPRecipientsRefused:
         return "refused"
