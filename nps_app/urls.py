@@ -2,9 +2,9 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, re_path
 
-from surveys import api, views, views_cases, views_dashboard
+from surveys import api, api_delighted, views, views_cases, views_dashboard
 
 admin.site.site_header = "Loyal Promoters"
 admin.site.site_title = "Loyal Promoters admin"
@@ -22,6 +22,23 @@ urlpatterns = [
     path("api/v1/invitations", api.invitations_create, name="api-invitations"),
     path("api/v1/coupons/<str:code>/redeem", api.coupon_redeem, name="api-coupon-redeem"),
     path("api/v1/referrals/<str:code>/convert", api.referral_convert, name="api-referral-convert"),
+    # Delighted-compatible API: every path with or without ".json".
+    re_path(r"^v1/people(?:\.json)?$", api_delighted.people, name="delighted-people"),
+    re_path(
+        r"^v1/people/(?P<email>[^/]+)/survey_requests/pending(?:\.json)?$",
+        api_delighted.pending_survey_requests_delete,
+        name="delighted-pending-survey-requests",
+    ),
+    re_path(r"^v1/people/(?P<identifier>[^/]+?)(?:\.json)?$", api_delighted.person_delete, name="delighted-person"),
+    re_path(r"^v1/survey_responses(?:\.json)?$", api_delighted.survey_responses, name="delighted-survey-responses"),
+    re_path(
+        r"^v1/survey_responses/(?P<pk>[0-9]{1,18})(?:\.json)?$",
+        api_delighted.survey_response_detail,
+        name="delighted-survey-response",
+    ),
+    re_path(r"^v1/metrics(?:\.json)?$", api_delighted.metrics, name="delighted-metrics"),
+    re_path(r"^v1/unsubscribes(?:\.json)?$", api_delighted.unsubscribes, name="delighted-unsubscribes"),
+    re_path(r"^v1/bounces(?:\.json)?$", api_delighted.bounces, name="delighted-bounces"),
     path("accounts/login/", auth_views.LoginView.as_view(template_name="registration/login.html"), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -26,10 +26,12 @@ def survey_url(invitation: Invitation) -> str:
     return absolute_url(reverse("survey", args=[invitation.token]))
 
 
-def question_text(touchpoint, language: str | None = None) -> str:
+def question_text(touchpoint, language: str | None = None, product: str | None = None) -> str:
     from .selectors import touchpoint_wording
 
-    question, _ = touchpoint_wording(touchpoint=touchpoint, language=language or settings.LANGUAGE_CODE)
+    question, _ = touchpoint_wording(
+        touchpoint=touchpoint, language=language or settings.LANGUAGE_CODE, product=product
+    )
     return question
 
 
@@ -82,7 +84,11 @@ def invitation_message(invitation: Invitation, reminder: bool = False) -> EmailM
             "invitation": invitation,
             "reminder": reminder,
             "touchpoint": invitation.touchpoint,
-            "question": question_text(invitation.touchpoint, customer_language(customer=invitation.customer)),
+            "question": question_text(
+                invitation.touchpoint,
+                customer_language(customer=invitation.customer),
+                product=(invitation.properties or {}).get("question_product_name"),
+            ),
             "survey_url": url,
             "score_links": [(score, f"{url}?score={score}") for score in range(11)],
         },

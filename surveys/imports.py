@@ -12,6 +12,7 @@ import codecs
 import csv
 import hashlib
 import io
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -69,13 +70,21 @@ class ImportSummary:
         )
 
 
+# Bytes that are not UTF-8 are decoded as lone surrogates, so that the reader,
+# which reads ahead, does not fail on a line it has not reached: the row that
+# holds them is reported with its own line number.
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
 def _open_text(binary) -> io.TextIOBase:
-    # utf-8-sig drops a BOM when there is one; invalid bytes fail loudly below.
-    return codecs.getreader("utf-8-sig")(binary, errors="strict")
+    # utf-8-sig drops a BOM when there is one.
+    return codecs.getreader("utf-8-sig")(binary, errors="surrogateescape")
 
 
 def _reader(text) -> tuple[csv.reader, list[str]]:
     header_line = text.readline()
+    if _NOT_UTF8.search(header_line):
+        raise ImportFileError("line 1: the file is not UTF-8 text")
     if not header_line.strip():
         raise ImportFileError("line 1: the file is empty; the first line must be a header such as email,name")
     delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
@@ -110,10 +119,7 @@ def customers_import(
     """Import customers from a binary CSV stream. Returns the summary; reports each bad row via `on_error`."""
     summary = ImportSummary(dry_run=dry_run)
     text = _open_text(binary)
-    try:
-        reader, header = _reader(text)
-    except UnicodeDecodeError:
-        raise ImportFileError("line 1: the file is not UTF-8 text") from None
+    reader, header = _reader(text)
     seen_emails: dict[bytes, int] = {}
     seen_external: dict[bytes, int] = {}
 
@@ -127,7 +133,8 @@ def customers_import(
 
     line = 1
     rows = iter(reader)
-    while True:
+    unreadable = None
+    while unreadable is None:
         chunk = []
         try:
             for _ in range(CHUNK_ROWS):
@@ -136,12 +143,9 @@ def customers_import(
                 chunk.append((line, values))
         except StopIteration:
             pass
-        except UnicodeDecodeError:
-            fail(line + 1, "not valid UTF-8; the rest of the file was not read")
-            break
         except csv.Error as exc:
-            fail(reader.line_num + 1, f"cannot be read as CSV ({exc}); the rest of the file was not read")
-            break
+            # Reported once the rows read before it are in, in line order.
+            unreadable = (reader.line_num + 1, f"cannot be read as CSV ({exc}); the rest of the file was not read")
         if not chunk:
             break
         with transaction.atomic():
@@ -157,6 +161,8 @@ def customers_import(
                 transaction.on_commit(lambda ids=invited: services.invitations_enqueue(ids), robust=True)
         if on_progress:
             on_progress(summary.rows)
+    if unreadable is not None:
+        fail(*unreadable)
     return summary
 
 
@@ -166,6 +172,9 @@ def _import_row(line, values, header, touchpoint, send, summary, fail, seen_emai
     summary.rows += 1
     if len(values) > len(header):
         fail(line, f"{len(values)} fields, but the header has {len(header)}")
+        return
+    if any(_NOT_UTF8.search(value) for value in values):
+        fail(line, "not valid UTF-8 text (save the file as UTF-8)")
         return
     data = {column: (values[i].strip() if i < len(values) else "") for i, column in enumerate(header)}
     form = ImportRowForm(data)

@@ -80,6 +80,11 @@ class Touchpoint(models.Model):
         blank=True,
         help_text="Comma-separated email addresses told about each detractor response.",
     )
+    is_api_default = models.BooleanField(
+        "default for the Delighted-compatible API",
+        default=False,
+        help_text="Surveys triggered through /v1/people without properties[touchpoint] are about this touchpoint.",
+    )
     case_due_hours = models.PositiveIntegerField(
         "follow-up due (hours)", default=48, help_text="A follow-up case is due this long after the response."
     )
@@ -92,6 +97,9 @@ class Touchpoint(models.Model):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(condition=Q(expiry_days__gte=1), name="touchpoint_expiry_at_least_one_day"),
+            models.UniqueConstraint(
+                fields=["is_api_default"], condition=Q(is_api_default=True), name="touchpoint_one_api_default"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -116,6 +124,8 @@ class Customer(models.Model):
     locale = models.CharField(max_length=10, default="en")
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
     unsubscribe_token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    bounced_at = models.DateTimeField(null=True, blank=True, help_text="The mail server refused this address.")
+    erased_at = models.DateTimeField(null=True, blank=True, help_text="Personal data erased on request.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -150,6 +160,7 @@ class Invitation(models.Model):
         ADMIN = "admin", "Admin"
         IMPORT = "import", "CSV import"
         DEMO = "demo", "Demo data"
+        HISTORY = "history", "Imported history"
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="invitations")
     touchpoint = models.ForeignKey(Touchpoint, on_delete=models.PROTECT, related_name="invitations")
@@ -169,6 +180,7 @@ class Invitation(models.Model):
     expires_at = models.DateTimeField()
     send_attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    properties = models.JSONField(default=dict, blank=True, help_text="Extra data sent with the trigger (Delighted API).")
 
     class Meta:
         ordering = ["-created_at"]
@@ -213,6 +225,9 @@ class Response(models.Model):
     # send (already rewarded, unsubscribed, window closed). The sweep reads
     # only promoter rows where this is empty.
     coupon_settled_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Set for imported history: makes a re-import of the same file add nothing.
+    import_key = models.CharField(max_length=200, null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -582,3 +597,13 @@ class WebhookDelivery(models.Model):
         indexes = [
             models.Index(fields=["next_attempt_at"], name="webhook_due_idx", condition=Q(status="pending")),
         ]
+
+
+class SuppressedAddress(models.Model):
+    """An erased person's address, kept only as a keyed hash so that no email ever reaches it again."""
+
+    address_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "suppressed addresses"

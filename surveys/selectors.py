@@ -132,7 +132,9 @@ def customer_language(*, customer: Customer) -> str:
         return settings.LANGUAGE_CODE
 
 
-def touchpoint_wording(*, touchpoint: Touchpoint, language: str, category: str | None = None) -> tuple[str, str]:
+def touchpoint_wording(
+    *, touchpoint: Touchpoint, language: str, category: str | None = None, product: str | None = None
+) -> tuple[str, str]:
     """The question (with {company} filled in) and reason prompt to show in `language`.
 
     An admin-given translation wins; a touchpoint still using the default
@@ -147,4 +149,6 @@ def touchpoint_wording(*, touchpoint: Touchpoint, language: str, category: str |
         if wording is not None:
             question = wording.question or question
             prompt = wording.reason_prompt or prompt
-    return question.replace("{company}", settings.NPS_COMPANY_NAME), prompt
+    # Delighted's `question_product_name` property names what is recommended.
+    subject = str(product)[:100] if product else settings.NPS_COMPANY_NAME
+    return question.replace("{company}", subject), prompt

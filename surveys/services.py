@@ -40,6 +40,7 @@ from .models import (
     SendWindow,
     StatsDirtyDay,
     StatsWatermark,
+    SuppressedAddress,
     SurveySkip,
     Touchpoint,
     new_coupon_code,
@@ -178,6 +179,9 @@ def customer_import_row(
                 )
         if customer is None:
             customer = Customer(email=email)
+            if address_is_suppressed(email):
+                # An erased person asked never to be emailed again: a new record starts unsubscribed.
+                customer.unsubscribed_at = timezone.now()
         change = "created" if customer.pk is None else "unchanged"
         for field, value in (("email", email), ("name", name), ("external_id", external_id), ("phone", phone),
                              ("locale", locale)):
@@ -194,6 +198,16 @@ def customer_import_row(
                 # Another request created the same email or external id a moment ago.
                 raise CustomerConflict(f"{email} was created by a concurrent request; retry.") from None
     return customer, change
+
+
+def customer_change_email(*, customer: Customer, email: str) -> Customer:
+    """Give a customer a new address (Delighted's `email_update`)."""
+    email = email.strip()
+    if Customer.objects.filter(email__iexact=email).exclude(pk=customer.pk).exists():
+        raise CustomerConflict(f"{email} already belongs to another customer.")
+    Customer.objects.filter(pk=customer.pk).update(email=email, updated_at=timezone.now())
+    customer.refresh_from_db()
+    return customer
 
 
 def customer_unsubscribe(*, customer: Customer) -> bool:
@@ -229,6 +243,7 @@ def invitation_request(
     source: str = Invitation.Source.API,
     send_after=None,
     enqueue: bool = True,
+    properties: dict | None = None,
 ) -> InvitationOutcome:
     """The single entry point for "a touchpoint happened for this customer".
 
@@ -268,7 +283,9 @@ def invitation_request(
             created_at=now,
             send_after=send_after,
             expires_at=send_after + timedelta(days=touchpoint.expiry_days),
+            properties=properties or {},
         )
+        # A delayed invitation (Delighted's `delay`) is a due time swept by beat, never a countdown.
         if send_after <= now and enqueue:
             transaction.on_commit(lambda: invitations_enqueue([invitation.pk]), robust=True)
     return InvitationOutcome(invitation=invitation)
@@ -428,6 +445,7 @@ def _invitation_deliver(invitation: Invitation, *, now, connection=None) -> str:
         message.send()
     except smtplib.SMTPRecipientsRefused as exc:
         _invitation_finish(invitation_id, Invitation.Status.FAILED, f"Recipient refused: {exc.recipients}")
+        Customer.objects.filter(pk=invitation.customer_id, bounced_at__isnull=True).update(bounced_at=timezone.now())
         return "failed"
     except (smtplib.SMTPException, OSError) as exc:
         Invitation.objects.filter(pk=invitation_id, status=Invitation.Status.SENDING).update(
@@ -596,6 +614,7 @@ def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> 
                 category=Category.for_score(score),
                 reason=reason,
                 created_at=now,
+                updated_at=now,
             )
             Invitation.objects.filter(pk=invitation.pk).update(answered_at=now)
             _response_follow_up(response=response, touchpoint=invitation.touchpoint, now=now)
@@ -992,3 +1011,105 @@ def daily_stats_rollup(*, full: bool = False) -> dict:
         StatsDirtyDay.objects.filter(day__lt=today).delete()
         StatsWatermark.objects.filter(pk=1).update(rolled_until=today, updated_at=timezone.now())
     return {"from": start.isoformat(), "rows": rows, "recounted_days": len(dirty)}
+
+
+
+# --- Privacy: erasure and suppression -------------------------------------------------
+
+
+def address_hash(email: str) -> str:
+    """A keyed hash of an address: lets us refuse it later without keeping it."""
+    return _keyed_hash("suppress|" + email.strip().lower())
+
+
+def address_is_suppressed(email: str) -> bool:
+    return SuppressedAddress.objects.filter(address_hash=address_hash(email)).exists()
+
+
+@transaction.atomic
+def customer_erase(*, customer: Customer) -> None:
+    """Erase a person (SPEC §6): personal data and reason texts go, anonymised scores stay.
+
+    The address survives only as a keyed hash on the suppression list, so no
+    email of any kind ever reaches it again, even if it is imported anew.
+    """
+    customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    if customer.erased_at is not None:
+        return
+    now = timezone.now()
+    if not customer.email.endswith("@erased.invalid"):
+        SuppressedAddress.objects.get_or_create(address_hash=address_hash(customer.email))
+    Customer.objects.filter(pk=customer.pk).update(
+        email=f"erased-{customer.pk}@erased.invalid",
+        name="",
+        phone="",
+        external_id=None,
+        unsubscribed_at=customer.unsubscribed_at or now,
+        erased_at=now,
+        updated_at=now,
+    )
+    Response.objects.filter(customer=customer).update(reason="", updated_at=now)
+    Invitation.objects.filter(customer=customer).update(properties={})
+    Invitation.objects.filter(customer=customer, status=Invitation.Status.PENDING).update(
+        status=Invitation.Status.CANCELLED, last_error="Person erased."
+    )
+    CaseNote.objects.filter(case__customer=customer).update(text="(erased)")
+    ReferralConversion.objects.filter(link__customer=customer).delete()
+    # Undelivered webhook payloads carry the person's data too.
+    from .models import WebhookDelivery
+
+    WebhookDelivery.objects.filter(
+        status=WebhookDelivery.Status.PENDING, payload__data__customer__email=customer.email
+    ).delete()
+
+
+def invitations_cancel_pending(*, customer: Customer) -> int:
+    """Cancel the invitations not yet sent (Delighted's "delete pending survey requests")."""
+    return Invitation.objects.filter(customer=customer, status=Invitation.Status.PENDING).update(
+        status=Invitation.Status.CANCELLED, last_error="Pending survey requests deleted through the API."
+    )
+
+
+# --- Responses created or changed through the API ------------------------------------
+
+
+@transaction.atomic
+def response_record(
+    *, customer: Customer, touchpoint: Touchpoint, score: int, reason: str = "", properties: dict | None = None
+) -> Response:
+    """Record an answer collected elsewhere (POST /v1/survey_responses): it follows the same flows as a survey."""
+    now = timezone.now()
+    invitation = Invitation.objects.create(
+        customer=customer,
+        touchpoint=touchpoint,
+        status=Invitation.Status.SENT,
+        source=Invitation.Source.API,
+        created_at=now,
+        send_after=now,
+        sent_at=now,
+        expires_at=now + timedelta(days=touchpoint.expiry_days),
+        properties=properties or {},
+    )
+    return response_submit(invitation=invitation, score=score, reason=reason)
+
+
+@transaction.atomic
+def response_update(
+    *, response: Response, score: int | None = None, reason: str | None = None, properties: dict | None = None
+) -> Response:
+    """Change an answer (PUT /v1/survey_responses/<id>). The category follows the score."""
+    changes = {"updated_at": timezone.now()}
+    if score is not None:
+        if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
+            raise ValidationError("The score must be a whole number from 0 to 10.")
+        changes.update(score=score, category=Category.for_score(score))
+    if reason is not None:
+        if len(reason) > REASON_MAX_LENGTH or "\x00" in reason:
+            raise ValidationError(f"The comment can be at most {REASON_MAX_LENGTH} characters, without NUL.")
+        changes["reason"] = reason.strip()
+    Response.objects.filter(pk=response.pk).update(**changes)
+    if properties is not None:
+        Invitation.objects.filter(pk=response.invitation_id).update(properties=properties)
+    _stats_mark_dirty(response.created_at)
+    response.refresh_from_db()
+    return response

@@ -69,7 +69,8 @@ def _survey(request: HttpRequest, invitation) -> HttpResponse:
         return render(request, "surveys/closed.html", {"invitation": invitation}, status=410)
 
     touchpoint, language = invitation.touchpoint, translation.get_language()
-    question, prompt = selectors.touchpoint_wording(touchpoint=touchpoint, language=language)
+    product = (invitation.properties or {}).get("question_product_name")
+    question, prompt = selectors.touchpoint_wording(touchpoint=touchpoint, language=language, product=product)
     form_kwargs = {"question": question, "reason_prompt": prompt}
     if request.method == "POST":
         form = SurveyResponseForm(request.POST, **form_kwargs)
