@@ -1,16 +1,19 @@
 """Django admin: touchpoints, customers (with "Send survey"), invitations, responses, API keys."""
 
+import json
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
 
-from . import emails, imports, services, webhooks
+from . import emails, imports, selectors, services, webhooks
 from .forms import CustomerImportForm, SendSurveyForm, WebhookEndpointForm
 from .models import (
     ApiKey,
@@ -140,8 +143,45 @@ class CustomerAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at", "updated_at", "unsubscribed_at"]
     fields = ["email", "name", "phone", "external_id", "locale", "unsubscribed_at", "created_at", "updated_at"]
     inlines = [InvitationInline, SurveySkipInline]
-    actions = ["send_survey"]
+    actions = ["send_survey", "export_data", "erase_personal_data"]
     change_list_template = "admin/surveys/customer/change_list.html"
+
+    @admin.action(description="Export everything stored about the customer (JSON)", permissions=["view"])
+    def export_data(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Choose exactly one customer to export.", messages.WARNING)
+            return None
+        customer = queryset.get()
+        response = HttpResponse(
+            json.dumps(selectors.customer_export(customer=customer), indent=2, ensure_ascii=False),
+            content_type="application/json; charset=utf-8",
+        )
+        response["Content-Disposition"] = f'attachment; filename="customer-{customer.pk}.json"'
+        return response
+
+    @admin.action(description="Erase personal data (keeps anonymised scores)", permissions=["delete"])
+    def erase_personal_data(self, request, queryset):
+        if request.POST.get("confirm") != "yes":
+            return render(
+                request,
+                "admin/surveys/customer/erase_confirm.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Erase personal data",
+                    "customers": queryset,
+                    "opts": self.model._meta,
+                    "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                },
+            )
+        for customer in queryset:
+            services.customer_erase(customer=customer)
+        self.message_user(
+            request,
+            f"Erased {queryset.count()} customer(s): names, addresses and comments removed, scores kept; "
+            "their addresses will never be emailed again.",
+            messages.SUCCESS,
+        )
+        return None
 
     def get_urls(self):
         return [

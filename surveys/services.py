@@ -349,7 +349,8 @@ def invitations_send_batch(*, invitation_ids: list[int]) -> BatchOutcome:
             status=Invitation.Status.SENDING, claimed_at=now, send_attempts=F("send_attempts") + 1
         )
     loaded = Invitation.objects.select_related("customer", "touchpoint").in_bulk(mine)
-    claimed = [loaded[pk] for pk in invitation_ids if pk in loaded]
+    # pop: an id given twice is still sent once.
+    claimed = [loaded.pop(pk) for pk in invitation_ids if pk in loaded]
     results: dict[str, int] = {}
     if len(claimed) < len(invitation_ids):
         results["not-claimed"] = len(invitation_ids) - len(claimed)

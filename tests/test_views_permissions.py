@@ -13,6 +13,8 @@ Each URL pattern of nps_app.urls is tried by five kinds of visitor:
 Adding a URL pattern without adding it here fails `test_the_table_lists_every_url_pattern`.
 """
 
+import base64
+
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
@@ -55,6 +57,19 @@ TABLE = {
     ("api-coupon-redeem", "GET"): dict.fromkeys(ROLES, 405),
     ("api-referral-convert", "POST"): {**API_KEY_ONLY, "token_holder": 201},
     ("api-referral-convert", "GET"): dict.fromkeys(ROLES, 405),
+    # The Delighted-compatible API: the same API keys, sent as the HTTP Basic user name.
+    ("delighted-people", "GET"): API_KEY_ONLY,
+    ("delighted-people", "POST"): API_KEY_ONLY,
+    ("delighted-person", "DELETE"): {**API_KEY_ONLY, "token_holder": 202},
+    ("delighted-pending-survey-requests", "DELETE"): API_KEY_ONLY,
+    ("delighted-survey-responses", "GET"): API_KEY_ONLY,
+    ("delighted-survey-responses", "POST"): {**API_KEY_ONLY, "token_holder": 201},
+    ("delighted-survey-response", "GET"): API_KEY_ONLY,
+    ("delighted-survey-response", "PUT"): API_KEY_ONLY,
+    ("delighted-metrics", "GET"): API_KEY_ONLY,
+    ("delighted-unsubscribes", "GET"): API_KEY_ONLY,
+    ("delighted-unsubscribes", "POST"): API_KEY_ONLY,
+    ("delighted-bounces", "GET"): API_KEY_ONLY,
     ("login", "GET"): ALL_200,
     ("logout", "POST"): ALL_200,
     ("logout", "GET"): dict.fromkeys(ROLES, 405),
@@ -129,6 +144,9 @@ def _request(client, name: str, method: str, role: str, world: dict):
     coupon_code = world["coupon"].code if holder else "GUESSED-CODE"
     referral_code = world["referral"].code if holder else "GUESSED"
     headers = {"HTTP_AUTHORIZATION": f"Bearer {world['api_key']}"} if holder else {}
+    basic_key = base64.b64encode(f"{world['api_key']}:".encode()).decode()
+    basic = {"HTTP_AUTHORIZATION": f"Basic {basic_key}"} if holder else {}
+    response_id = Response.objects.filter(customer=world["customer"]).values_list("pk", flat=True).first() or 1
     case_url = f"/cases/{world['case'].pk}/"
     requests = {
         ("home", "GET"): lambda: client.get("/"),
@@ -159,6 +177,31 @@ def _request(client, name: str, method: str, role: str, world: dict):
             **headers,
         ),
         ("api-referral-convert", "GET"): lambda: client.get(f"/api/v1/referrals/{referral_code}/convert", **headers),
+        ("delighted-people", "GET"): lambda: client.get("/v1/people.json", **basic),
+        ("delighted-people", "POST"): lambda: client.post(
+            "/v1/people.json", {"email": "new@example.com", "send": False}, content_type="application/json", **basic
+        ),
+        ("delighted-person", "DELETE"): lambda: client.delete(f"/v1/people/{world['customer'].pk}", **basic),
+        ("delighted-pending-survey-requests", "DELETE"): lambda: client.delete(
+            f"/v1/people/{world['customer'].email}/survey_requests/pending.json", **basic
+        ),
+        ("delighted-survey-responses", "GET"): lambda: client.get("/v1/survey_responses", **basic),
+        ("delighted-survey-responses", "POST"): lambda: client.post(
+            "/v1/survey_responses",
+            {"person": str(world["customer"].pk), "score": 8},
+            content_type="application/json",
+            **basic,
+        ),
+        ("delighted-survey-response", "GET"): lambda: client.get(f"/v1/survey_responses/{response_id}.json", **basic),
+        ("delighted-survey-response", "PUT"): lambda: client.put(
+            f"/v1/survey_responses/{response_id}", {"comment": "Edited"}, content_type="application/json", **basic
+        ),
+        ("delighted-metrics", "GET"): lambda: client.get("/v1/metrics", **basic),
+        ("delighted-unsubscribes", "GET"): lambda: client.get("/v1/unsubscribes.json", **basic),
+        ("delighted-unsubscribes", "POST"): lambda: client.post(
+            "/v1/unsubscribes", {"person_email": "someone@example.com"}, content_type="application/json", **basic
+        ),
+        ("delighted-bounces", "GET"): lambda: client.get("/v1/bounces", **basic),
         ("login", "GET"): lambda: client.get("/accounts/login/"),
         ("logout", "POST"): lambda: client.post("/accounts/logout/"),
         ("logout", "GET"): lambda: client.get("/accounts/logout/"),

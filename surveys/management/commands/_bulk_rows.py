@@ -8,6 +8,7 @@ other. Columns a row leaves out get the field's (non-callable) default.
 """
 
 import io
+import json
 
 from django.db import connection
 
@@ -36,6 +37,9 @@ class BulkRows:
         defaults = {}
         for field in fields:
             if field.attname in rows[0]:
+                continue
+            if field.has_default() and field.default in (dict, list):
+                defaults[field.attname] = json.dumps(field.default())
                 continue
             if field.has_default() and callable(field.default):
                 # A callable default (a token, "now") must differ per row: the caller gives it.

@@ -161,6 +161,7 @@ class Command(BaseCommand):
                     "category": category.value,
                     "reason": rng.choice(REASONS[category]),
                     "created_at": answered,
+                    "updated_at": answered,
                     # Demo promoters are already rewarded: no coupon emails at start-up.
                     "coupon_settled_at": answered,
                 }
