@@ -138,7 +138,7 @@ def test_smtp_outage_leaves_invitation_pending_and_it_is_sent_once_when_smtp_is_
     assert invitation.status == Invitation.Status.PENDING
     assert "refused" in invitation.last_error.lower() or "Connection" in invitation.last_error
     assert invitation.send_after > timezone.now() + timedelta(seconds=20)  # postponed for the retry backoff
-    celery_worker.wait_for_log(r"invitation_send_task\[[^\]]+\] retry: Retry in 30s", timeout=10)
+    celery_worker.wait_for_log(r"invitations_send_batch_task\[[^\]]+\] retry: Retry in 30s", timeout=10)
     assert worker_smtp.messages() == []
 
     # SMTP is back. Rather than wait out the 30 s backoff, let the retry time pass
