@@ -13,3 +13,7 @@ STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticF
 # Serve static files from the app folders without a collectstatic step.
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
+# Rate limits high enough for the suite's own traffic; tests/test_security.py lowers them.
+NPS_RATE_SURVEY_PER_TOKEN = "1000/m"
+NPS_RATE_SURVEY_PER_IP = "100000/m"
+NPS_RATE_API_PER_KEY = "100000/m"

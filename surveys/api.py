@@ -6,13 +6,13 @@ Authentication is `Authorization: Bearer <key>`. Every error answers
 
 import json
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from . import emails, selectors, services
+from . import emails, ratelimits, selectors, services
 from .forms import InvitationRequestForm, ReferralConversionForm
 from .models import ApiKey
 
@@ -38,7 +38,11 @@ def _parse_json_object(request: HttpRequest) -> tuple[dict | None, JsonResponse 
     content_type = request.content_type or ""
     if content_type not in ("application/json", "") and not content_type.endswith("+json"):
         return None, api_error(415, "unsupported_media_type", "Send the body as JSON (Content-Type: application/json).")
-    if len(request.body) > MAX_BODY_BYTES:
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        body = b"x" * (MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
         return None, api_error(413, "body_too_large", f"The body must be at most {MAX_BODY_BYTES} bytes.")
     try:
         data = json.loads(request.body.decode("utf-8"))
@@ -58,6 +62,8 @@ def invitations_create(request: HttpRequest) -> JsonResponse:
     api_key = _authenticate(request)
     if api_key is None:
         return api_error(401, "unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'.")
+    if ratelimits.api_key_limited(request, api_key):
+        return _rate_limited()
     data, error = _parse_json_object(request)
     if error is not None:
         return error
@@ -111,7 +117,17 @@ def _api_post(request: HttpRequest) -> tuple[ApiKey | None, JsonResponse | None]
     api_key = _authenticate(request)
     if api_key is None:
         return None, api_error(401, "unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'.")
+    if ratelimits.api_key_limited(request, api_key):
+        return None, _rate_limited()
     return api_key, None
+
+
+def _rate_limited() -> JsonResponse:
+    response = api_error(
+        429, "rate_limited", f"Too many requests for this API key; retry in {ratelimits.RETRY_AFTER_SECONDS} seconds."
+    )
+    response["Retry-After"] = str(ratelimits.RETRY_AFTER_SECONDS)
+    return response
 
 
 @csrf_exempt

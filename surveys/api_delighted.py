@@ -15,7 +15,7 @@ from datetime import timezone as dt_timezone
 from functools import wraps
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.core.paginator import EmptyPage, Paginator
 from django.core.validators import validate_email
 from django.db import transaction
@@ -25,7 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from . import emails, selectors, services
+from . import emails, ratelimits, selectors, services
 from .forms import reject_control_characters
 from .models import Customer, Invitation, Response, Touchpoint
 from .nps import NpsFigures, round_half_away_from_zero
@@ -68,8 +68,13 @@ def delighted_endpoint(*methods: str):
                 response = _error(405, f"Use {' or '.join(methods)}.")
                 response["Allow"] = ", ".join(methods)
                 return response
-            if _authenticate(request) is None:
+            api_key = _authenticate(request)
+            if api_key is None:
                 return _error(401, "Invalid API key: send it as the HTTP Basic user name.")
+            if ratelimits.api_key_limited(request, api_key):
+                response = _error(429, f"Too many requests; retry in {ratelimits.RETRY_AFTER_SECONDS} seconds.")
+                response["Retry-After"] = str(ratelimits.RETRY_AFTER_SECONDS)
+                return response
             try:
                 return view(request, *args, **kwargs)
             except ApiError as exc:
@@ -89,7 +94,11 @@ def _params(request: HttpRequest) -> dict:
     """The request's parameters: a JSON body, a form body (properties[key]=value) or the query string."""
     if request.method == "GET":
         return _nest(request.GET)
-    if len(request.body) > MAX_BODY_BYTES:
+    try:
+        too_big = len(request.body) > MAX_BODY_BYTES
+    except RequestDataTooBig:
+        too_big = True
+    if too_big:
         raise ApiError(413, f"The body must be at most {MAX_BODY_BYTES} bytes.")
     if request.content_type == "application/json" or request.body[:1] in (b"{", b"["):
         if not request.body.strip():

@@ -369,8 +369,10 @@ def invitations_send_batch(*, invitation_ids: list[int]) -> BatchOutcome:
                 outcome = _invitation_deliver(invitation, now=now, connection=connection)
             except SendFailed as exc:
                 exc.remaining = [item.pk for item in claimed[index:]]
+                # The rest were not tried; they keep the reason, shown in admin if they finally fail.
                 Invitation.objects.filter(pk__in=exc.remaining, status=Invitation.Status.SENDING).update(
-                    status=Invitation.Status.PENDING
+                    status=Invitation.Status.PENDING,
+                    last_error=f"The SMTP server failed before this one was tried: {exc}"[:2000],
                 )
                 raise
             results[outcome] = results.get(outcome, 0) + 1

@@ -14,7 +14,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from . import emails, selectors, services
+from . import emails, ratelimits, selectors, services
 from .forms import SCORE_CHOICES, SurveyResponseForm
 from .models import Category
 
@@ -73,6 +73,10 @@ def _survey(request: HttpRequest, invitation) -> HttpResponse:
     question, prompt = selectors.touchpoint_wording(touchpoint=touchpoint, language=language, product=product)
     form_kwargs = {"question": question, "reason_prompt": prompt}
     if request.method == "POST":
+        if ratelimits.survey_answer_limited(request, token):
+            response = render(request, "429.html", status=429)
+            response["Retry-After"] = str(ratelimits.RETRY_AFTER_SECONDS)
+            return response
         form = SurveyResponseForm(request.POST, **form_kwargs)
         if form.is_valid():
             try:

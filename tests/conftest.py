@@ -86,3 +86,11 @@ def smtp_settings(settings, smtp_server):
     settings.EMAIL_PORT = smtp_server.port
     settings.EMAIL_USE_TLS = False
     return smtp_server
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    """Rate-limit counters live in the cache: every test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()

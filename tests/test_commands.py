@@ -5,6 +5,7 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth import authenticate
+from django.test import RequestFactory
 from django.core import mail
 from django.core.management import CommandError, call_command
 
@@ -113,7 +114,7 @@ def test_dev_admin_prints_a_login_that_works(dev_settings):
     stdout, _ = _run("dev_admin")
 
     username, password = _login_from(stdout)
-    user = authenticate(username=username, password=password)
+    user = authenticate(RequestFactory().post("/accounts/login/"), username=username, password=password)
     assert user is not None and user.is_superuser and user.is_staff
     assert "https://surveys.example.com/admin/" in stdout
 
@@ -124,7 +125,8 @@ def test_dev_admin_prints_the_same_working_login_every_time(dev_settings):
     second = _login_from(_run("dev_admin")[0])
 
     assert first == second
-    assert authenticate(username=second[0], password=second[1]) is not None
+    request = RequestFactory().post("/accounts/login/")
+    assert authenticate(request, username=second[0], password=second[1]) is not None
 
 
 @pytest.mark.django_db
