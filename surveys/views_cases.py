@@ -26,7 +26,7 @@ def case_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "cases/list.html",
-        {"page": page, "view": view, "filters": selectors.CASE_FILTERS.items()},
+        {"nav": "cases", "page": page, "view": view, "filters": selectors.CASE_FILTERS.items()},
     )
 
 
@@ -77,6 +77,7 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
         request,
         "cases/detail.html",
         {
+            "nav": "cases",
             "case": case,
             "notes": selectors.case_notes(case=case),
             "note_form": note_form,
