@@ -1,0 +1,43 @@
+"""Answers 503 instead of 500 while the database is unreachable.
+
+The app recovers by itself once the database is back (connections are
+checked before reuse, CONN_HEALTH_CHECKS); meanwhile people get a page that
+says to try again, and API clients a JSON error with Retry-After.
+"""
+
+import logging
+
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+
+logger = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 30
+
+
+class DatabaseUnavailableMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, (OperationalError, InterfaceError)):
+            return None
+        logger.error("Database unavailable: %s", exception)
+        if request.path.startswith(("/api/", "/v1/")):
+            response = JsonResponse(
+                {
+                    "error": "unavailable",
+                    "detail": "The service is briefly unavailable; retry shortly.",
+                    "status": 503,
+                    "message": "Service unavailable",
+                },
+                status=503,
+            )
+        else:
+            # A template with no database access: the database is what is missing.
+            response = HttpResponse(render_to_string("503.html"), status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
