@@ -323,7 +323,8 @@ def new_coupon_code() -> str:
 
 
 def new_referral_code() -> str:
-    return "".join(secrets.choice(COUPON_ALPHABET) for _ in range(10))
+    """12 unambiguous characters (about 59 bits): shareable, yet not enumerable."""
+    return "".join(secrets.choice(COUPON_ALPHABET) for _ in range(12))
 
 
 class Coupon(models.Model):
