@@ -138,8 +138,9 @@ def customers_import(
         chunk = []
         try:
             for _ in range(CHUNK_ROWS):
+                # Where the row starts: a quoted field may carry it over several lines.
+                line = reader.line_num + 2  # the header, read apart, is line 1
                 values = next(rows)
-                line = reader.line_num + 1  # the header, read apart, is line 1
                 chunk.append((line, values))
         except StopIteration:
             pass

@@ -18,7 +18,8 @@ from datetime import date, datetime, time, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from . import emails, webhooks
@@ -88,8 +89,8 @@ def api_key_create(*, name: str) -> tuple[ApiKey, str]:
 
 
 def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
-    if not raw_key or len(raw_key) > 200:
-        return None
+    if not raw_key or len(raw_key) > 200 or "\x00" in raw_key:
+        return None  # a NUL would make PostgreSQL refuse the query
     candidate = ApiKey.objects.filter(prefix=raw_key[:11], revoked_at__isnull=True).first()
     if candidate is None or not hmac.compare_digest(candidate.key_hash, _hash_key(raw_key)):
         return None
@@ -156,6 +157,12 @@ def customer_upsert(
     return customer
 
 
+def _customers_with_email(email: str):
+    """The customer with this address in any case. Compared as LOWER(email), the expression of the
+    unique index, so PostgreSQL uses it (`email__iexact` compares UPPER() and scans the whole table)."""
+    return Customer.objects.alias(email_lower=Lower("email")).filter(email_lower=Lower(Value(email)))
+
+
 def customer_import_row(
     *,
     email: str,
@@ -168,7 +175,7 @@ def customer_import_row(
     email = email.strip()
     external_id = (external_id or "").strip() or None
     with transaction.atomic():
-        customer = Customer.objects.select_for_update().filter(email__iexact=email).first()
+        customer = _customers_with_email(email).select_for_update().first()
         if external_id:
             by_external = Customer.objects.select_for_update().filter(external_id=external_id).first()
             if customer is None:
@@ -203,7 +210,7 @@ def customer_import_row(
 def customer_change_email(*, customer: Customer, email: str) -> Customer:
     """Give a customer a new address (Delighted's `email_update`)."""
     email = email.strip()
-    if Customer.objects.filter(email__iexact=email).exclude(pk=customer.pk).exists():
+    if _customers_with_email(email).exclude(pk=customer.pk).exists():
         raise CustomerConflict(f"{email} already belongs to another customer.")
     Customer.objects.filter(pk=customer.pk).update(email=email, updated_at=timezone.now())
     customer.refresh_from_db()
@@ -603,16 +610,19 @@ def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> 
     if "\x00" in reason:
         raise ValidationError("The reason contains a character that is not allowed.")
     now = timezone.now()
-    if Response.objects.filter(invitation=invitation).exists():
-        raise AlreadyAnswered()
+    # The unique constraint on the invitation refuses a second answer (below);
+    # only an expired survey needs to ask first, so that its answer still shows.
     if invitation.is_expired(now):
+        if Response.objects.filter(invitation=invitation).exists():
+            raise AlreadyAnswered()
         raise InvitationExpired()
     try:
         with transaction.atomic():
             response = Response.objects.create(
                 invitation=invitation,
-                touchpoint_id=invitation.touchpoint_id,
-                customer_id=invitation.customer_id,
+                # The objects, not their ids: the follow-up reads them, the invitation has them loaded.
+                touchpoint=invitation.touchpoint,
+                customer=invitation.customer,
                 score=score,
                 category=Category.for_score(score),
                 reason=reason,
@@ -1052,10 +1062,12 @@ def customer_erase(*, customer: Customer) -> None:
         updated_at=now,
     )
     Response.objects.filter(customer=customer).update(reason="", updated_at=now)
-    Invitation.objects.filter(customer=customer).update(properties={})
+    # A refused send's recorded error quotes the address.
+    Invitation.objects.filter(customer=customer).update(properties={}, last_error="")
     Invitation.objects.filter(customer=customer, status=Invitation.Status.PENDING).update(
         status=Invitation.Status.CANCELLED, last_error="Person erased."
     )
+    Coupon.objects.filter(customer=customer).update(last_error="")
     CaseNote.objects.filter(case__customer=customer).update(text="(erased)")
     ReferralConversion.objects.filter(link__customer=customer).delete()
     # Undelivered webhook payloads carry the person's data too.
@@ -1064,6 +1076,13 @@ def customer_erase(*, customer: Customer) -> None:
     WebhookDelivery.objects.filter(
         status=WebhookDelivery.Status.PENDING, payload__data__customer__email=customer.email
     ).delete()
+    # The log of those already sent keeps its status and times, not the person.
+    WebhookDelivery.objects.filter(payload__data__customer__email=customer.email).update(payload={"erased": True})
+    # The admin's history names the rows it changed ("Jane Roe <jane@…>", "Delivery → jane@…").
+    from django.contrib.admin.models import LogEntry
+
+    LogEntry.objects.filter(object_repr__icontains=customer.email).update(object_repr="(erased)")
+    LogEntry.objects.filter(change_message__icontains=customer.email).update(change_message="")
 
 
 def invitations_cancel_pending(*, customer: Customer) -> int:

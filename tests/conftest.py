@@ -94,3 +94,22 @@ def fresh_rate_limits():
     from django.core.cache import cache
 
     cache.clear()
+
+
+def pytest_collection_modifyitems(items):
+    """Every transactional test restores the migrated data (content types, the Managers group).
+
+    A transactional test ends with a flush. Without serialized rollback, that
+    flush recreates content types under new ids, and a later test that restores
+    the serialized snapshot then collides with them; with it, every such test
+    starts from exactly what the migrations made.
+    """
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        fixtures = getattr(item, "fixturenames", ())
+        transactional = "transactional_db" in fixtures or "live_server" in fixtures
+        if marker is not None and marker.kwargs.get("transaction"):
+            transactional = True
+        if transactional:
+            kwargs = {**(marker.kwargs if marker else {}), "transaction": True, "serialized_rollback": True}
+            item.add_marker(pytest.mark.django_db(**kwargs))

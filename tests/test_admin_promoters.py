@@ -133,7 +133,7 @@ def test_share_links_show_their_visits_and_conversions(admin_client):
     rows = {
         code: (int(visits), int(conversions))
         for code, visits, conversions in re.findall(
-            r'>([A-Z0-9]{10})</a>.*?class="field-visit_count">(\d+)<.*?class="field-conversion_count">(\d+)<',
+            r'>([A-Z0-9]{12})</a>.*?class="field-visit_count">(\d+)<.*?class="field-conversion_count">(\d+)<',
             content,
             flags=re.S,
         )
