@@ -46,7 +46,9 @@ def _parse_json_object(request: HttpRequest) -> tuple[dict | None, JsonResponse 
         return None, api_error(413, "body_too_large", f"The body must be at most {MAX_BODY_BYTES} bytes.")
     try:
         data = json.loads(request.body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        # A "\ud800" escape decodes to a lone surrogate, which no database column can store.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (UnicodeError, ValueError, RecursionError):  # RecursionError: nesting thousands deep
         return None, api_error(400, "malformed_json", "The body is not valid UTF-8 JSON.")
     if not isinstance(data, dict):
         return None, api_error(400, "malformed_json", "The body must be a JSON object.")
@@ -68,8 +70,10 @@ def invitations_create(request: HttpRequest) -> JsonResponse:
     if error is not None:
         return error
     idempotency_key = request.headers.get("Idempotency-Key", "").strip()
-    if len(idempotency_key) > MAX_IDEMPOTENCY_KEY_LENGTH:
-        return api_error(400, "invalid_idempotency_key", "The Idempotency-Key header is at most 255 characters.")
+    if len(idempotency_key) > MAX_IDEMPOTENCY_KEY_LENGTH or "\x00" in idempotency_key:
+        return api_error(
+            400, "invalid_idempotency_key", "The Idempotency-Key header is at most 255 characters, without NUL."
+        )
 
     form = InvitationRequestForm(data)
     if not form.is_valid():

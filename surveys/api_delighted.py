@@ -10,6 +10,7 @@ method, 422 validation, always `{"status": N, "message": "…", "errors": […]}
 import base64
 import binascii
 import json
+import math
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from functools import wraps
@@ -32,6 +33,8 @@ from .nps import NpsFigures, round_half_away_from_zero
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_PER_PAGE = 100
+MAX_JSON_DEPTH = 32
+MAX_ID = 2**63 - 1  # the largest id the database holds: a bigger one overflows the query instead of matching nothing
 
 
 class ApiError(Exception):
@@ -75,6 +78,9 @@ def delighted_endpoint(*methods: str):
                 response = _error(429, f"Too many requests; retry in {ratelimits.RETRY_AFTER_SECONDS} seconds.")
                 response["Retry-After"] = str(ratelimits.RETRY_AFTER_SECONDS)
                 return response
+            if any("\x00" in str(value) for value in kwargs.values()):
+                # PostgreSQL refuses a NUL in a query; no id or address holds one.
+                return _error(404, "Not found.")
             try:
                 return view(request, *args, **kwargs)
             except ApiError as exc:
@@ -93,7 +99,7 @@ def delighted_endpoint(*methods: str):
 def _params(request: HttpRequest) -> dict:
     """The request's parameters: a JSON body, a form body (properties[key]=value) or the query string."""
     if request.method == "GET":
-        return _nest(request.GET)
+        return _without_nul(_nest(request.GET))
     try:
         too_big = len(request.body) > MAX_BODY_BYTES
     except RequestDataTooBig:
@@ -104,15 +110,61 @@ def _params(request: HttpRequest) -> dict:
         if not request.body.strip():
             return {}
         try:
-            data = json.loads(request.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+            data = json.loads(request.body.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite)
+            # A "\ud800" escape decodes to a lone surrogate, which no database column can store.
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except (UnicodeError, ValueError, RecursionError):  # RecursionError: nesting thousands deep
             raise ApiError(422, "The body is not valid JSON.") from None
         if not isinstance(data, dict):
             raise ApiError(422, "The body must be a JSON object.")
-        return data
+        if _depth(data) > MAX_JSON_DEPTH:
+            # Checked without recursion: what reads the body later recurses and would overflow the stack.
+            raise ApiError(422, f"The body is nested more than {MAX_JSON_DEPTH} levels deep.")
+        return _without_nul(data)
     if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        return _nest(request.POST)
-    return _nest(request.GET)
+        return _without_nul(_nest(request.POST))
+    return _without_nul(_nest(request.GET))
+
+
+def _depth(value) -> int:
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        level = [
+            child
+            for item in level
+            if isinstance(item, (dict, list))
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+    return depth
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")  # NaN and Infinity: Python reads them, jsonb and integers do not
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"{text} is too large")
+    return number
+
+
+def _contains_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(key) or _contains_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item) for item in value)
+    return False
+
+
+def _without_nul(data: dict) -> dict:
+    # PostgreSQL stores a NUL neither in text nor in jsonb, and refuses one in a query.
+    if _contains_nul(data):
+        raise ApiError(422, "Parameters must not contain NUL characters.", ["NUL character"])
+    return data
 
 
 def _nest(query) -> dict:
@@ -158,7 +210,7 @@ def _integer(data: dict, name: str, minimum: int | None = None, maximum: int | N
         number = int(value)
         if isinstance(value, float) and value != number:
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ApiError(422, f"{name} must be a whole number.", [f"{name} is invalid"]) from None
     if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
         raise ApiError(422, f"{name} must be between {minimum} and {maximum}.", [f"{name} is out of range"])
@@ -365,7 +417,7 @@ def _customer_for_identifier(identifier: str) -> Customer:
         customer = people_qs.filter(email__iexact=value).first()
     elif kind == "phone_number" and value:
         customer = people_qs.filter(phone=value).first()
-    elif identifier.isdigit():
+    elif identifier.isascii() and identifier.isdigit() and int(identifier) <= MAX_ID:
         customer = people_qs.filter(pk=int(identifier)).first()
     else:
         customer = None
@@ -392,11 +444,20 @@ def pending_survey_requests_delete(request: HttpRequest, email: str, **kwargs) -
 # --- Survey responses ----------------------------------------------------------------
 
 
+def _trend_filter(trend) -> Q:
+    """A touchpoint by slug, or by id as Delighted's trends are."""
+    trend = str(trend)
+    # isdigit() alone also accepts "²", which int() refuses.
+    if trend.isascii() and trend.isdigit() and int(trend) <= MAX_ID:
+        return Q(touchpoint__slug=trend) | Q(touchpoint__pk=int(trend))
+    return Q(touchpoint__slug=trend)
+
+
 def _expand_person(data: dict) -> bool:
     expand = data.get("expand") or []
     if isinstance(expand, str):
         expand = [expand]
-    return "person" in expand
+    return isinstance(expand, list) and "person" in expand  # anything else JSON allows expands nothing
 
 
 @delighted_endpoint("GET", "POST")
@@ -406,7 +467,7 @@ def survey_responses(request: HttpRequest, **kwargs) -> JsonResponse:
 
 def _survey_response_create(request: HttpRequest) -> JsonResponse:
     data = _params(request)
-    person_id = _integer(data, "person", 1)
+    person_id = _integer(data, "person", 1, MAX_ID)
     if person_id is None:
         raise ApiError(422, "person (the person's id) is required.", ["person is required"])
     customer = Customer.objects.filter(pk=person_id, erased_at__isnull=True).first()
@@ -437,12 +498,12 @@ def _survey_responses_list(request: HttpRequest) -> JsonResponse:
     ):
         if moment := _timestamp(data, name):
             answers = answers.filter(**{lookup: moment})
-    if person_id := _integer(data, "person_id", 1):
+    if person_id := _integer(data, "person_id", 1, MAX_ID):
         answers = answers.filter(customer_id=person_id)
     if person_email := data.get("person_email"):
         answers = answers.filter(customer__email__iexact=str(person_email))
     if trend := data.get("trend"):
-        answers = answers.filter(Q(touchpoint__slug=str(trend)) | Q(touchpoint__pk=int(trend) if str(trend).isdigit() else 0))
+        answers = answers.filter(_trend_filter(trend))
     order = str(data.get("order", "asc"))
     direction, _, field = order.partition(":")
     if direction not in ("asc", "desc") or field not in ("", "updated_at"):
@@ -498,7 +559,7 @@ def metrics(request: HttpRequest, **kwargs) -> JsonResponse:
     if until := _timestamp(data, "until"):
         answers = answers.filter(created_at__lte=until)
     if trend := data.get("trend"):
-        answers = answers.filter(touchpoint__slug=str(trend))
+        answers = answers.filter(_trend_filter(trend))
     counts = {row["category"]: row["n"] for row in answers.values("category").annotate(n=Count("pk")).order_by()}
     figures = NpsFigures(
         responses=sum(counts.values()),

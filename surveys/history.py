@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from . import services
-from .imports import ImportFileError, _open_text
+from .imports import _NOT_UTF8, ImportFileError, _open_text
 from .models import REASON_MAX_LENGTH, Category, Invitation, Response, StatsWatermark, Touchpoint
 
 # Header names seen in exports, lower-cased, mapped to what they mean here.
@@ -97,6 +97,10 @@ def responses_import(
     summary = HistorySummary(dry_run=dry_run)
     text = _open_text(binary)
     header_line = text.readline()
+    if _NOT_UTF8.search(header_line):
+        raise ImportFileError("line 1: the file is not UTF-8 text (save it as UTF-8 and import again)")
+    if "\x00" in header_line:
+        raise ImportFileError("line 1: the header contains a NUL character")
     if not header_line.strip():
         raise ImportFileError("line 1: the file is empty; the first line must be a header such as email,score,comment,created_at")
     delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
@@ -125,8 +129,10 @@ def responses_import(
         chunk = []
         try:
             for _ in range(CHUNK_ROWS):
+                # Where the row starts: a quoted comment may carry it over several lines.
+                line = reader.line_num + 2  # the header, read apart, is line 1
                 values = next(rows)
-                chunk.append((reader.line_num + 1, values))
+                chunk.append((line, values))
         except StopIteration:
             pass
         except (csv.Error, UnicodeDecodeError) as exc:
@@ -153,10 +159,19 @@ def _import_row(line, values, header, touchpoint, touchpoints, summary, fail) ->
     if not any(value.strip() for value in values):
         return
     summary.rows += 1
+    if any(_NOT_UTF8.search(value) for value in values):
+        # Bytes that are not UTF-8 (a Latin-1 export) cannot be stored; the row is reported, not guessed at.
+        fail(line, "not UTF-8 text (save the file as UTF-8 and import again)")
+        return
+    if any("\x00" in value for value in values):
+        fail(line, "contains a NUL character")  # which PostgreSQL cannot store
+        return
     row = {column: (values[i].strip() if i < len(values) else "") for i, column in enumerate(header)}
     email = row.get("email", "")
     try:
         validate_email(email)
+        if len(email) > 254:  # the longest address a customer record holds
+            raise ValidationError("too long")
     except ValidationError:
         fail(line, f"invalid email {email!r}")
         return

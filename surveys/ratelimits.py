@@ -5,15 +5,25 @@ go through (RATELIMIT_FAIL_OPEN): losing a customer's answer is worse than
 letting a few extra requests in.
 """
 
+import logging
+
 from django.conf import settings
 from django.http import HttpRequest
 from django_ratelimit.core import is_ratelimited
+from redis.exceptions import RedisError
 
+logger = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 60
 
 
 def _over(request: HttpRequest, *, group: str, key: str, rate: str) -> bool:
-    return is_ratelimited(request, group=group, key=lambda _group, _request: key, rate=rate, increment=True)
+    try:
+        return is_ratelimited(request, group=group, key=lambda _group, _request: key, rate=rate, increment=True)
+    except (RedisError, OSError) as exc:
+        # django-ratelimit only fails open when the cache answers "no count"; a Redis
+        # that is down raises instead, which would turn every answer into a 500.
+        logger.warning("Rate-limit cache unavailable (%s): %s", group, exc)
+        return not settings.RATELIMIT_FAIL_OPEN
 
 
 def survey_answer_limited(request: HttpRequest, token: str) -> bool:

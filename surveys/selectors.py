@@ -32,11 +32,15 @@ _CODE = re.compile(r"[A-Z0-9-]{1,20}")
 def invitation_for_token(*, token: str) -> Invitation | None:
     if not _TOKEN.fullmatch(token or ""):
         return None
-    return Invitation.objects.select_related("customer", "touchpoint").filter(token=token).first()
+    # The answer, if any, comes in the same query: the survey page needs both.
+    return Invitation.objects.select_related("customer", "touchpoint", "response").filter(token=token).first()
 
 
 def response_for_invitation(*, invitation: Invitation) -> Response | None:
-    return Response.objects.filter(invitation=invitation).first()
+    try:
+        return invitation.response  # no query when loaded by invitation_for_token
+    except Response.DoesNotExist:
+        return None
 
 
 def customer_for_unsubscribe_token(*, token: str) -> Customer | None:
