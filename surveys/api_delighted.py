@@ -21,7 +21,7 @@ from django.core.paginator import EmptyPage, Paginator
 from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import Count, Max, Q
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, JsonResponse, QueryDict
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -121,6 +121,9 @@ def _params(request: HttpRequest) -> dict:
             # Checked without recursion: what reads the body later recurses and would overflow the stack.
             raise ApiError(422, f"The body is nested more than {MAX_JSON_DEPTH} levels deep.")
         return _without_nul(data)
+    if request.content_type == "application/x-www-form-urlencoded" and request.method != "POST":
+        # Django parses form bodies for POST only; a PUT or DELETE form is read here.
+        return _without_nul(_nest(QueryDict(request.body, encoding=request.encoding)))
     if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         return _without_nul(_nest(request.POST))
     return _without_nul(_nest(request.GET))

@@ -589,3 +589,20 @@ def test_survey_responses_can_be_ordered_by_last_update(client, auth, touchpoint
 
     assert [item["id"] for item in newest_update_first] == [str(first.pk), str(second.pk)]
     assert [item["id"] for item in oldest_update_first] == [str(second.pk), str(first.pk)]
+
+
+@pytest.mark.django_db
+def test_a_form_encoded_put_updates_the_survey_response(client, auth):
+    response = ResponseFactory(score=9)
+
+    answer = client.put(
+        f"/v1/survey_responses/{response.pk}.json",
+        "score=4&comment=Slow+delivery",
+        content_type="application/x-www-form-urlencoded",
+        **auth,
+    )
+
+    assert answer.status_code == 200
+    assert (answer.json()["score"], answer.json()["comment"]) == (4, "Slow delivery")
+    response.refresh_from_db()
+    assert (response.score, response.category, response.reason) == (4, "detractor", "Slow delivery")
