@@ -19,6 +19,9 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+# bench/http.py shares its name with the standard library's `http` package: keep bench/ off the import path.
+if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
+    sys.path[0] = str(ROOT)
 BENCH_DB = "lp_bench_dashboard"
 
 

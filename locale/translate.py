@@ -98,7 +98,7 @@ TRANSLATIONS = {
         "Sie haben uns <strong>%(score)s</strong> von 10 Punkten gegeben.",
     ),
     "We are delighted you would recommend us.": (
-        "Nos alegra mucho que nos recomendaría.",
+        "Nos alegra mucho que nos recomiende.",
         "Wir freuen uns sehr, dass Sie uns weiterempfehlen würden.",
     ),
     "As a thank-you, <strong>your coupon is on its way</strong> to %(email)s.": (

@@ -20,7 +20,8 @@ from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.core.paginator import EmptyPage, Paginator
 from django.core.validators import validate_email
 from django.db import transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, Q, Value
+from django.db.models.functions import Lower
 from django.http import HttpRequest, JsonResponse, QueryDict
 from django.urls import reverse
 from django.utils import timezone
@@ -390,7 +391,7 @@ def _people_list(request: HttpRequest) -> JsonResponse:
     if until := _timestamp(data, "until"):
         people_qs = people_qs.filter(created_at__lte=until)
     if email := data.get("email"):
-        people_qs = people_qs.filter(email__iexact=str(email))
+        people_qs = _with_email(people_qs, str(email))
     if phone := data.get("phone_number"):
         people_qs = people_qs.filter(phone=str(phone))
     # Cursor pagination: page_info is the last id seen, so pages stay stable while people are added.
@@ -413,11 +414,16 @@ def _people_list(request: HttpRequest) -> JsonResponse:
     return response
 
 
+def _with_email(people_qs, email: str):
+    # LOWER(email) is what the unique index holds; `email__iexact` (UPPER) would scan the table.
+    return people_qs.alias(email_lower=Lower("email")).filter(email_lower=Lower(Value(email)))
+
+
 def _customer_for_identifier(identifier: str) -> Customer:
     kind, _, value = identifier.partition(":")
     people_qs = Customer.objects.filter(erased_at__isnull=True)
     if kind == "email" and value:
-        customer = people_qs.filter(email__iexact=value).first()
+        customer = _with_email(people_qs, value).first()
     elif kind == "phone_number" and value:
         customer = people_qs.filter(phone=value).first()
     elif identifier.isascii() and identifier.isdigit() and int(identifier) <= MAX_ID:
@@ -437,7 +443,7 @@ def person_delete(request: HttpRequest, identifier: str, **kwargs) -> JsonRespon
 
 @delighted_endpoint("DELETE")
 def pending_survey_requests_delete(request: HttpRequest, email: str, **kwargs) -> JsonResponse:
-    customer = Customer.objects.filter(email__iexact=email, erased_at__isnull=True).first()
+    customer = _with_email(Customer.objects.filter(erased_at__isnull=True), email).first()
     if customer is None:
         raise ApiError(404, "No such person.")
     services.invitations_cancel_pending(customer=customer)

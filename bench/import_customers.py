@@ -1,0 +1,163 @@
+"""Benchmark: `manage.py import_customers` on a generated CSV of 100,000 rows, and of 10,000.
+
+Prints rows per second and the peak memory (maximum resident set size) of the
+import process for both sizes, so one can see that memory stays flat while the
+file grows tenfold. Each size is imported into a freshly created database.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/import_customers.py [--rows 100000]
+
+It creates (and drops at the start of each size) its own database
+`lp_bench_import`. With `--send` every imported customer is also invited (the
+broker is Celery's filesystem transport in a temporary folder; nothing is
+emailed, as no worker runs).
+"""
+
+import argparse
+import csv
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+# bench/http.py shares its name with the standard library's `http` package: keep bench/ off the import path.
+if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
+    sys.path[0] = str(ROOT)
+BENCH_DB = "lp_bench_import"
+SMALL_ROWS = 10_000
+LOCALES = ["", "en", "es", "de", "", "", "es", "", "de", ""]
+
+
+def machine() -> str:
+    """CPU count and model, and memory, as Linux reports them."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return f"{os.cpu_count()} CPUs ({model})"
+    return f"{os.cpu_count()} CPUs ({model}), {memory_kib / 2**20:.0f} GiB RAM"
+
+
+def bench_database_url() -> str:
+    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    if not base.startswith(("postgres://", "postgresql://")):
+        sys.exit("bench/import_customers.py needs DATABASE_URL pointing at PostgreSQL.")
+    return urlunsplit(urlsplit(base)._replace(path="/" + BENCH_DB))
+
+
+def recreate_database(url: str) -> None:
+    import psycopg2
+
+    admin = psycopg2.connect(urlunsplit(urlsplit(url)._replace(path="/postgres")))
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
+        cursor.execute(f"CREATE DATABASE {BENCH_DB}")
+    admin.close()
+
+
+def write_csv(path: Path, rows: int) -> None:
+    """Customers as a CRM would export them: every column, a few accents, some without phone or locale."""
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["email", "name", "external_id", "phone", "locale"])
+        for i in range(rows):
+            writer.writerow([
+                f"customer{i}@example.com",
+                f"Zoë Müller-García {i}" if i % 7 == 0 else f"Customer {i}",
+                f"CRM-{i:08d}",
+                f"+34 600 {i % 1000:03d} {i % 997:03d}" if i % 3 else "",
+                LOCALES[i % len(LOCALES)],
+            ])
+
+
+def measure_import(path: Path, *, env: dict, send: bool) -> None:
+    """In a fresh process (so its only child is the import): run the command, print seconds and peak RSS."""
+    command = [sys.executable, "manage.py", "import_customers", str(path), "--touchpoint", "delivery"]
+    if send:
+        command.append("--send")
+    began = time.perf_counter()
+    result = subprocess.run(command, check=False, cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - began
+    if result.returncode != 0:
+        sys.exit(f"import_customers exited with {result.returncode}:\n{result.stdout}\n{result.stderr[-3000:]}")
+    # On Linux ru_maxrss is in KiB: the largest resident set any waited-for child reached.
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(f"seconds={seconds}")
+    print(f"peak_kib={peak_kib}")
+    print(f"summary={result.stdout.strip().splitlines()[-1]}")
+
+
+def run_size(rows: int, *, url: str, env: dict, folder: Path, send: bool) -> dict:
+    recreate_database(url)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c",
+         "from surveys.models import Touchpoint; Touchpoint.objects.create(name='Home delivery', slug='delivery')"],
+        cwd=ROOT, env=env, check=True,
+    )
+    path = folder / f"customers-{rows}.csv"
+    write_csv(path, rows)
+    measure = [sys.executable, __file__, "--measure", str(path)] + (["--send"] if send else [])
+    out = subprocess.run(measure, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    figures = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    return {
+        "rows": rows,
+        "bytes": path.stat().st_size,
+        "seconds": float(figures["seconds"]),
+        "peak_mib": int(figures["peak_kib"]) / 1024,
+        "summary": figures["summary"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=100_000, help="rows of the large file (default 100,000)")
+    parser.add_argument("--small", type=int, default=SMALL_ROWS, help="rows of the small file (default 10,000)")
+    parser.add_argument("--send", action="store_true", help="also invite every imported customer")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    url = bench_database_url()
+    if args.measure:
+        measure_import(Path(args.measure), env=os.environ.copy(), send=args.send)
+        return
+
+    load_at_start = os.getloadavg()[0]
+    folder = Path(tempfile.mkdtemp(prefix="lp-bench-import-"))
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "CELERY_", "DATABASE_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="nps_app.settings",
+        DATABASE_URL=url,
+        DEBUG="0",  # as in production: no query log growing in memory
+        SECRET_KEY="bench-import-" + "x" * 20 + "abcdefghijklmnopqrstuvwxyz0123456789",
+        ALLOWED_HOSTS="localhost",
+        NPS_VAR_DIR=str(folder / "var"),
+        CELERY_BROKER_URL="filesystem://",
+    )
+    print(f"Machine: {machine()}, PostgreSQL at {urlsplit(url).hostname}; "
+          f"import_customers {'with' if args.send else 'without'} --send, DEBUG off")
+    results = [run_size(rows, url=url, env=env, folder=folder, send=args.send) for rows in (args.small, args.rows)]
+
+    print()
+    print(f"{'rows':>10}{'file MiB':>10}{'seconds':>10}{'rows/s':>10}{'peak RSS MiB':>14}")
+    for result in results:
+        print(f"{result['rows']:>10,}{result['bytes'] / 2**20:>10.1f}{result['seconds']:>10.1f}"
+              f"{result['rows'] / result['seconds']:>10,.0f}{result['peak_mib']:>14.1f}")
+    small, large = results
+    print(f"Summary of the {large['rows']:,}-row import: {large['summary']}")
+    print(f"Peak memory at {large['rows']:,} rows / at {small['rows']:,} rows: {large['peak_mib'] / small['peak_mib']:.2f}x "
+          f"(+{large['peak_mib'] - small['peak_mib']:.1f} MiB for {large['rows'] - small['rows']:,} more rows)")
+    print(f"Load average (1 min) at the start and the end: {load_at_start:.2f}, {os.getloadavg()[0]:.2f}")
+    print("Seconds include starting Django (about a second).")
+
+
+if __name__ == "__main__":
+    main()

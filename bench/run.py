@@ -1,0 +1,39 @@
+"""`make bench`: every benchmark in turn, each with its defaults.
+
+    DATABASE_URL=postgres://... CELERY_BROKER_URL=redis://... .venv/bin/python bench/run.py
+
+1. bench/dashboard.py         the dashboard at 10,000 and 1,000,000 responses (about 5 minutes)
+2. bench/send_invitations.py  10,000 invitations through a real Celery worker vs plain smtplib
+3. bench/import_customers.py  import_customers with 100,000 and 10,000 rows
+
+Each needs PostgreSQL (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
+and creates its own database; send_invitations also needs Redis (CELERY_BROKER_URL,
+default redis://127.0.0.1:6379/0).
+"""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+BENCHMARKS = ["dashboard.py", "send_invitations.py", "import_customers.py"]
+
+
+def main() -> int:
+    failed = []
+    for name in BENCHMARKS:
+        print(f"\n=== bench/{name} ===", flush=True)
+        began = time.monotonic()
+        status = subprocess.run([sys.executable, str(BENCH / name)], cwd=BENCH.parent, check=False).returncode
+        print(f"=== bench/{name}: {'done' if status == 0 else f'FAILED (exit status {status})'} "
+              f"in {time.monotonic() - began:.0f} s ===", flush=True)
+        if status != 0:
+            failed.append(name)
+    if failed:
+        print(f"\nFailed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
