@@ -263,7 +263,7 @@ def _person(customer: Customer, *, summary: dict | None = None) -> dict:
         "name": customer.name or None,
         "created_at": _unix(customer.created_at),
         "phone_number": customer.phone or None,
-        "last_sent_at": _unix(summary.get("last_sent_at")),
+        "last_sent_at": _unix(max(filter(None, [summary.get("last_sent_at"), customer.last_sent_at]), default=None)),
         "last_responded_at": _unix(summary.get("last_responded_at")),
         "next_survey_scheduled_at": _unix(summary.get("next_survey_scheduled_at")),
     }
@@ -355,6 +355,7 @@ def _people_create(request: HttpRequest) -> JsonResponse:
     delay = _integer(data, "delay", 0, 366 * 86400) or 0
     send = _boolean(data, "send", True)
     locale = str(properties.get("locale", ""))[:10]
+    last_sent_at = _timestamp(data, "last_sent_at")
     with transaction.atomic():
         try:
             customer = services.customer_upsert(email=email, name=name, phone=phone, locale=locale)
@@ -362,6 +363,8 @@ def _people_create(request: HttpRequest) -> JsonResponse:
                 customer = services.customer_change_email(customer=customer, email=email_update)
         except services.CustomerConflict as exc:
             raise ApiError(422, str(exc), ["email is taken"]) from None
+        if last_sent_at is not None:
+            services.customer_set_last_sent(customer=customer, moment=last_sent_at)
         body = {**_person(customer), "properties": properties}
         for field in ("last_sent_at", "last_responded_at", "next_survey_scheduled_at"):
             body.pop(field)

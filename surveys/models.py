@@ -125,6 +125,9 @@ class Customer(models.Model):
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
     unsubscribe_token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
     bounced_at = models.DateTimeField(null=True, blank=True, help_text="The mail server refused this address.")
+    last_sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="Surveyed elsewhere at this time (Delighted's last_sent_at); counts for the cooldown."
+    )
     erased_at = models.DateTimeField(null=True, blank=True, help_text="Personal data erased on request.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, editable=False)

@@ -271,7 +271,8 @@ def invitation_request(
         elif not touchpoint.is_active:
             reason = SurveySkip.Reason.INACTIVE_TOUCHPOINT
         elif touchpoint.cooldown_days and (
-            Invitation.objects.filter(
+            (customer.last_sent_at and customer.last_sent_at >= now - timedelta(days=touchpoint.cooldown_days))
+            or Invitation.objects.filter(
                 customer=customer, created_at__gte=now - timedelta(days=touchpoint.cooldown_days)
             )
             .exclude(status__in=[Invitation.Status.FAILED, Invitation.Status.CANCELLED])
@@ -1135,3 +1136,9 @@ def response_update(
     _stats_mark_dirty(response.created_at)
     response.refresh_from_db()
     return response
+
+
+def customer_set_last_sent(*, customer: Customer, moment) -> None:
+    """Record a survey sent elsewhere (Delighted's `last_sent_at`), so the cooldown counts it."""
+    Customer.objects.filter(pk=customer.pk).update(last_sent_at=moment, updated_at=timezone.now())
+    customer.last_sent_at = moment

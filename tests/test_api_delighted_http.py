@@ -606,3 +606,21 @@ def test_a_form_encoded_put_updates_the_survey_response(client, auth):
     assert (answer.json()["score"], answer.json()["comment"]) == (4, "Slow delivery")
     response.refresh_from_db()
     assert (response.score, response.category, response.reason) == (4, "detractor", "Slow delivery")
+
+
+@pytest.mark.django_db
+def test_last_sent_at_counts_for_the_cooldown(client, auth, touchpoint):
+    touchpoint.cooldown_days = 90
+    touchpoint.save()
+    week_ago = int((timezone.now() - timedelta(days=7)).timestamp())
+
+    answer = post_json(
+        client, "/v1/people.json", {"email": "sent.elsewhere@example.com", "last_sent_at": week_ago}, auth
+    )
+
+    assert answer.status_code == 200
+    body = answer.json()
+    assert "survey_scheduled_at" not in body and body["survey_skipped"] == "cooldown"
+    assert not Invitation.objects.filter(customer__email="sent.elsewhere@example.com").exists()
+    listed = client.get("/v1/people.json", {"email": "sent.elsewhere@example.com"}, **auth).json()
+    assert listed[0]["last_sent_at"] == week_ago
