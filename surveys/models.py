@@ -508,6 +508,9 @@ class DailyStat(models.Model):
     coupons_redeemed = models.PositiveIntegerField(default=0, help_text="Of the coupons issued that day.")
     referral_visits = models.PositiveIntegerField(default=0)
     referral_conversions = models.PositiveIntegerField(default=0)
+    # Cases resolved that day, counted by time to close ({bucket: count}, see
+    # selectors_dashboard.close_bucket), so a median over months reads days, not cases.
+    close_histogram = models.JSONField(default=dict)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["day", "touchpoint"], name="daily_stat_one_row_per_day")]

@@ -54,12 +54,44 @@ def _day_start(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
+def close_bucket(minutes: float) -> int:
+    """Time-to-close bucket: 15 minutes up to 2 days, an hour up to 30 days, then a day."""
+    minutes = max(int(minutes), 0)
+    if minutes < 2 * 1440:
+        return minutes // 15
+    if minutes < 30 * 1440:
+        return 192 + (minutes - 2 * 1440) // 60
+    return 864 + min((minutes - 30 * 1440) // 1440, 10_000)
+
+
+def close_bucket_middle(bucket: int) -> timedelta:
+    if bucket < 192:
+        return timedelta(minutes=bucket * 15 + 7.5)
+    if bucket < 864:
+        return timedelta(minutes=2 * 1440 + (bucket - 192) * 60 + 30)
+    return timedelta(minutes=30 * 1440 + (bucket - 864) * 1440 + 720)
+
+
+def histogram_median(histogram: dict) -> timedelta | None:
+    total = sum(histogram.values())
+    if not total:
+        return None
+    seen = 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen * 2 >= total:
+            return close_bucket_middle(bucket)
+    return None
+
+
 @dataclass
 class Counts:
     scores: list[int] = field(default_factory=lambda: [0] * 11)
     invitations_sent: int = 0
     # Follow-up and promoter figures, by the names of FOLLOW_UP_FIELDS.
     extra: dict = field(default_factory=lambda: dict.fromkeys(FOLLOW_UP_FIELDS, 0))
+    # Cases resolved, by time-to-close bucket (only filled by daily_counts, for the rollup).
+    close_histogram: dict = field(default_factory=dict)
 
     def add_scores(self, values) -> None:
         self.scores = [a + (b or 0) for a, b in zip(self.scores, values)]
@@ -69,6 +101,8 @@ class Counts:
         self.invitations_sent += other.invitations_sent
         for name in FOLLOW_UP_FIELDS:
             self.extra[name] += other.extra[name]
+        for bucket, count in other.close_histogram.items():
+            self.close_histogram[bucket] = self.close_histogram.get(bucket, 0) + count
 
     @property
     def responses(self) -> int:
@@ -116,7 +150,7 @@ def _by_day(queryset, moment: str, touchpoint_path: str, **aggregates):
     )
 
 
-def daily_counts(*, start: date, end: date) -> dict[tuple[date, int], Counts]:
+def daily_counts(*, start: date, end: date, with_close_histogram: bool = False) -> dict[tuple[date, int], Counts]:
     """Every dashboard figure per day and touchpoint for days start…end, counted from the source rows.
 
     The rollup stores this for closed days; the dashboard counts the days
@@ -161,6 +195,16 @@ def daily_counts(*, start: date, end: date) -> dict[tuple[date, int], Counts]:
     conversions = ReferralConversion.objects.filter(created_at__gte=low, created_at__lt=high)
     for row in _by_day(conversions, "created_at", "link__touchpoint_id", n=Count("pk")):
         at(row).extra["referral_conversions"] += row["n"]
+    if with_close_histogram:
+        resolved = FollowUpCase.objects.filter(
+            resolved_at__gte=low, resolved_at__lt=high, status=FollowUpCase.Status.RESOLVED
+        ).annotate(on_day=TruncDate("resolved_at"), tp=F("touchpoint_id"))
+        for on_day, touchpoint_id, opened_at, resolved_at in resolved.values_list(
+            "on_day", "tp", "opened_at", "resolved_at"
+        ):
+            histogram = result.setdefault((on_day, touchpoint_id), Counts()).close_histogram
+            bucket = close_bucket((resolved_at - opened_at).total_seconds() / 60)
+            histogram[bucket] = histogram.get(bucket, 0) + 1
     return result
 
 
@@ -350,7 +394,9 @@ def comments(
     }
 
 
-def follow_up_summary(*, start: date, end: date, touchpoint: Touchpoint | None, counts: Counts | None = None) -> dict:
+def follow_up_summary(
+    *, start: date, end: date, touchpoint: Touchpoint | None, counts: Counts | None = None, watermark=None
+) -> dict:
     """Open and overdue cases now; opened, closed and won back in range; median time to close."""
     if counts is None:
         counts = _total(score_counts(start=start, end=end, touchpoint=touchpoint, watermark=_rollup_watermark()))
@@ -366,7 +412,28 @@ def follow_up_summary(*, start: date, end: date, touchpoint: Touchpoint | None, 
     figures["closed"] = counts.extra["cases_closed"]
     figures["won_back"] = counts.extra["cases_won_back"]
     figures["loop_closed_rate"] = 100 * figures["closed"] / figures["opened"] if figures["opened"] else None
-    # Median time to close, for cases resolved in range: exact, so counted from the cases.
+    watermark = _rollup_watermark() if watermark is None else watermark
+    split = min(max(watermark or start, start), end + timedelta(days=1))
+    if start < split:
+        # Days before the watermark: their time-to-close histograms from the rollup (one
+        # small row per day and touchpoint), plus the live days' cases, bucketed the same way.
+        rolled = DailyStat.objects.filter(day__gte=start, day__lt=split)
+        if touchpoint is not None:
+            rolled = rolled.filter(touchpoint=touchpoint)
+        histogram: dict[int, int] = {}
+        for stored in rolled.values_list("close_histogram", flat=True):
+            for bucket, count in (stored or {}).items():
+                histogram[int(bucket)] = histogram.get(int(bucket), 0) + count
+        live_resolved = cases.filter(
+            resolved_at__gte=_day_start(split), resolved_at__lt=high, status=FollowUpCase.Status.RESOLVED
+        ).values_list("opened_at", "resolved_at")
+        for opened_at, resolved_at in live_resolved:
+            bucket = close_bucket((resolved_at - opened_at).total_seconds() / 60)
+            histogram[bucket] = histogram.get(bucket, 0) + 1
+        figures["median_time_to_close"] = histogram_median(histogram)
+        figures["has_data"] = any(figures[key] for key in ("open", "opened", "won_back")) or bool(histogram)
+        return figures
+    # All days live: the exact median, counted from the cases.
     resolved = cases.filter(resolved_at__gte=low, resolved_at__lt=high, status=FollowUpCase.Status.RESOLVED)
     took = ExpressionWrapper(F("resolved_at") - F("opened_at"), output_field=DurationField())
     if connection.vendor == "postgresql":
@@ -413,7 +480,9 @@ def dashboard(*, start: date, end: date, touchpoint: Touchpoint | None) -> dict:
         "headline": headline_data,
         "touchpoints": touchpoint_table(start=start, end=end, watermark=watermark, live=live),
         "trend": trend(start=start, end=end, touchpoint=touchpoint, watermark=watermark, live=live),
-        "follow_up": follow_up_summary(start=start, end=end, touchpoint=touchpoint, counts=current),
+        "follow_up": follow_up_summary(
+            start=start, end=end, touchpoint=touchpoint, counts=current, watermark=watermark or False
+        ),
         "promoters": promoter_results(start=start, end=end, touchpoint=touchpoint, counts=current),
     }
 

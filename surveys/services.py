@@ -960,6 +960,7 @@ def case_status_set(*, case: FollowUpCase, status: str, by) -> None:
         changes["resolved_at"] = None
     FollowUpCase.objects.filter(pk=case.pk).update(**changes)
     _stats_mark_dirty(case.opened_at)
+    _stats_mark_dirty(case.resolved_at)  # a case reopened leaves its old resolved day's histogram
     CaseNote.objects.create(case=case, author=by, text=f"Status set to {FollowUpCase.Status(status).label.lower()}.")
 
 
@@ -983,8 +984,9 @@ def daily_stats_rebuild(*, start: date, end: date) -> int:
             invitations_sent=counts.invitations_sent,
             **{f"score_{score}": count for score, count in enumerate(counts.scores)},
             **counts.extra,
+            close_histogram=counts.close_histogram,
         )
-        for (day, touchpoint_id), counts in daily_counts(start=start, end=end).items()
+        for (day, touchpoint_id), counts in daily_counts(start=start, end=end, with_close_histogram=True).items()
     ]
     with transaction.atomic():
         DailyStat.objects.filter(day__gte=start, day__lte=end).delete()

@@ -628,3 +628,30 @@ def test_export_rows_are_oldest_first_within_the_range(comments_data):
         selectors_dashboard.export_rows(start=comments_data["start"], end=comments_data["end"], touchpoint=comments_data["store"])
     )
     assert [row[1] for row in store_rows] == ["store", "store"]
+
+
+def test_median_time_to_close_over_rolled_up_days_comes_from_the_daily_histograms(today):
+    """Cases resolved after 2, 5 and 30 hours on closed days: after the rollup the median reads
+    the per-day histograms (15-minute buckets below two days) and still says about 5 hours."""
+    from surveys.selectors_dashboard import close_bucket, close_bucket_middle
+
+    touchpoint = TouchpointFactory()
+    for days_ago, hours in ((3, 2), (2, 5), (1, 30)):
+        response = ResponseFactory(
+            invitation__touchpoint=touchpoint, score=2, created_at=at(today - timedelta(days=days_ago), 8)
+        )
+        FollowUpCase.objects.create(
+            response=response,
+            customer=response.customer,
+            touchpoint=touchpoint,
+            status=FollowUpCase.Status.RESOLVED,
+            opened_at=response.created_at - timedelta(hours=hours),
+            due_at=response.created_at,
+            resolved_at=response.created_at,
+        )
+    services.daily_stats_rollup(full=True)
+
+    summary = selectors_dashboard.follow_up_summary(start=today - timedelta(days=10), end=today, touchpoint=None)
+
+    assert summary["median_time_to_close"] == close_bucket_middle(close_bucket(5 * 60))
+    assert abs(summary["median_time_to_close"] - timedelta(hours=5)) <= timedelta(minutes=15)
