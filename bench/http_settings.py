@@ -18,3 +18,5 @@ STATIC_ROOT = VAR_DIR / "static"
 # A queue and cache keys of the bench's own, so it can purge them afterwards without touching anything else.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("BENCH_QUEUE", "lp-bench-http")
 CACHES["default"]["KEY_PREFIX"] = os.environ.get("BENCH_CACHE_PREFIX", "lp-bench-http")
+# The soak's worker answers no remote control, so it leaves no pidbox bindings behind in Redis.
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False

@@ -5,10 +5,12 @@
 1. bench/dashboard.py         the dashboard at 10,000 and 1,000,000 responses (about 5 minutes)
 2. bench/send_invitations.py  10,000 invitations through a real Celery worker vs plain smtplib
 3. bench/import_customers.py  import_customers with 100,000 and 10,000 rows
+4. bench/http.py              survey page and answer over HTTP (gunicorn, wrk) vs read/write baselines
+                              (about 4 minutes; `bench/http.py --soak 600` adds the 10-minute memory soak)
 
 Each needs PostgreSQL (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
 and creates its own database; send_invitations also needs Redis (CELERY_BROKER_URL,
-default redis://127.0.0.1:6379/0).
+default redis://127.0.0.1:6379/0), http needs Redis at 127.0.0.1:6379 (database 15) and wrk.
 """
 
 import subprocess
@@ -17,7 +19,7 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-BENCHMARKS = ["dashboard.py", "send_invitations.py", "import_customers.py"]
+BENCHMARKS = ["dashboard.py", "send_invitations.py", "import_customers.py", "http.py"]
 
 
 def main() -> int:
