@@ -13,7 +13,7 @@ import re
 import secrets
 import smtplib
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -965,10 +965,6 @@ def case_status_set(*, case: FollowUpCase, status: str, by) -> None:
 
 
 # --- Dashboard rollup ------------------------------------------------------------
-
-
-def _day_start(day):
-    return timezone.make_aware(datetime.combine(day, time.min))
 
 
 def daily_stats_rebuild(*, start: date, end: date) -> int:
