@@ -1,52 +1,66 @@
-"""CSV import of customers: `email,name[,external_id,phone,locale]`, streamed.
+"""CSV import of customers: `email,name[,external_id,phone,locale]`, streamed in flat memory.
 
-The file is read row by row (UTF-8 with or without BOM, comma or semicolon),
-so memory does not grow with its length, except for a 8-byte fingerprint
-per address to report duplicates. Each row is validated and written in its
-own savepoint: a bad row is reported as `line N: <reason>` and never half
-imported; good rows go in. With `send`, each imported customer is invited
-through the same `invitation_request` as the API.
+The file is read in chunks of rows (UTF-8 with or without BOM, comma or
+semicolon). Memory does not grow with the file's length: the addresses and
+external ids already seen, needed to report a row that repeats an earlier one,
+are kept in a scratch SQLite file on disk for the length of the import, and
+only a bounded sample of the bad rows is kept for the admin page (the command
+reports every one as it goes). A bad row is reported as `line N: <reason>` and
+never half imported; good rows go in. Each chunk is written with a few bulk
+queries; should that meet a concurrent writer, the chunk is written again row
+by row, each row in its own savepoint. With `send`, each imported customer is
+invited through the same `invitation_request` as the API.
 """
 
 import codecs
 import csv
-import hashlib
 import io
 import re
+import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 
 from django import forms
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
 
 from . import services
 from .forms import reject_control_characters
-from .models import Invitation, Touchpoint
+from .models import Customer, Invitation, SuppressedAddress, Touchpoint
 
 COLUMNS = ["email", "name", "external_id", "phone", "locale"]
 REQUIRED = ["email", "name"]
-CHUNK_ROWS = 500
+CHUNK_ROWS = 1000
 MAX_LINE_ERRORS_KEPT = 1000
+# Customer fields an import may set, in the order `services.customer_import_row` compares them.
+WRITTEN_FIELDS = ["email", "name", "external_id", "phone", "locale"]
 
 
 class ImportFileError(Exception):
     """The file as a whole cannot be read (no header, wrong columns, not UTF-8)."""
 
 
-class ImportRowForm(forms.Form):
-    email = forms.EmailField(max_length=254)
-    name = forms.CharField(max_length=200, required=False, validators=[reject_control_characters])
-    external_id = forms.CharField(max_length=120, required=False, validators=[reject_control_characters])
-    phone = forms.CharField(max_length=40, required=False, validators=[reject_control_characters])
-    locale = forms.CharField(max_length=10, required=False)
+# The checks of one row, as form fields. They are called directly rather than through a
+# Form: building a form for each of a million rows cost more than everything else together.
+ROW_FIELDS = {
+    "email": forms.EmailField(max_length=254),
+    "name": forms.CharField(max_length=200, required=False, validators=[reject_control_characters]),
+    "external_id": forms.CharField(max_length=120, required=False, validators=[reject_control_characters]),
+    "phone": forms.CharField(max_length=40, required=False, validators=[reject_control_characters]),
+    "locale": forms.CharField(max_length=10, required=False),
+}
 
-    def clean_locale(self):
-        locale = self.cleaned_data["locale"].strip().lower().replace("_", "-")
-        if locale and locale not in dict(settings.LANGUAGES):
-            codes = ", ".join(code for code, _ in settings.LANGUAGES)
-            raise forms.ValidationError(f"unknown locale {locale!r} (use one of {codes})")
-        return locale
+
+def _clean_locale(value: str) -> str:
+    locale = value.strip().lower().replace("_", "-")
+    if locale and locale not in dict(settings.LANGUAGES):
+        codes = ", ".join(code for code, _ in settings.LANGUAGES)
+        raise ValidationError(f"unknown locale {locale!r} (use one of {codes})")
+    return locale
 
 
 @dataclass
@@ -58,7 +72,7 @@ class ImportSummary:
     invited: int = 0
     skipped: Counter = field(default_factory=Counter)
     errors: int = 0
-    error_lines: list[str] = field(default_factory=list)
+    error_lines: list[str] = field(default_factory=list)  # the first MAX_LINE_ERRORS_KEPT, for the admin page
     dry_run: bool = False
 
     def as_text(self) -> str:
@@ -103,8 +117,39 @@ def _reader(text) -> tuple[csv.reader, list[str]]:
     return csv.reader(text, delimiter=delimiter), header
 
 
-def _fingerprint(value: str) -> bytes:
-    return hashlib.blake2b(value.encode(), digest_size=8).digest()
+class _LinesSeen:
+    """The first line of each address and external id met in the file so far.
+
+    Kept in a private SQLite file that SQLite deletes when it is closed, with a
+    small page cache, so a million rows cost disk, not memory. It lives apart
+    from the import's own database: a dry run rolls every chunk back, and what
+    was seen must outlast that; and PostgreSQL and SQLite are served alike.
+    """
+
+    _BATCH = 500  # keys per query, well under SQLite's limit on parameters
+
+    def __init__(self):
+        self._db = sqlite3.connect("", isolation_level=None)  # "": a temporary file, gone on close
+        self._db.execute("PRAGMA cache_size = -4096")  # KiB of pages kept in memory
+        self._db.execute("PRAGMA journal_mode = OFF")
+        self._db.execute("PRAGMA synchronous = OFF")
+        self._db.execute("CREATE TABLE seen (key TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID")
+
+    def first_lines(self, keys: list[str]) -> dict[str, int]:
+        found = {}
+        for start in range(0, len(keys), self._BATCH):
+            batch = keys[start : start + self._BATCH]
+            marks = ",".join("?" * len(batch))
+            found.update(self._db.execute(f"SELECT key, line FROM seen WHERE key IN ({marks})", batch))
+        return found
+
+    def add(self, lines: dict[str, int]) -> None:
+        self._db.execute("BEGIN")
+        self._db.executemany("INSERT INTO seen (key, line) VALUES (?, ?)", lines.items())
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
 
 
 def customers_import(
@@ -120,8 +165,6 @@ def customers_import(
     summary = ImportSummary(dry_run=dry_run)
     text = _open_text(binary)
     reader, header = _reader(text)
-    seen_emails: dict[bytes, int] = {}
-    seen_external: dict[bytes, int] = {}
 
     def fail(line: int, reason: str) -> None:
         summary.errors += 1
@@ -131,101 +174,253 @@ def customers_import(
         if on_error:
             on_error(message)
 
-    line = 1
-    rows = iter(reader)
-    unreadable = None
-    while unreadable is None:
-        chunk = []
-        try:
-            for _ in range(CHUNK_ROWS):
-                # Where the row starts: a quoted field may carry it over several lines.
-                line = reader.line_num + 2  # the header, read apart, is line 1
-                values = next(rows)
-                chunk.append((line, values))
-        except StopIteration:
-            pass
-        except csv.Error as exc:
-            # Reported once the rows read before it are in, in line order.
-            unreadable = (reader.line_num + 1, f"cannot be read as CSV ({exc}); the rest of the file was not read")
-        if not chunk:
-            break
-        with transaction.atomic():
-            invited: list[int] = []
-            for line_number, values in chunk:
-                _import_row(
-                    line_number, values, header, touchpoint, send, summary, fail, seen_emails, seen_external, invited
-                )
-            if dry_run:
-                transaction.set_rollback(True)
-            elif invited:
-                # A chunk's invitations go out in a few batched messages once it commits.
-                transaction.on_commit(lambda ids=invited: services.invitations_enqueue(ids), robust=True)
-        if on_progress:
-            on_progress(summary.rows)
-    if unreadable is not None:
-        fail(*unreadable)
+    seen = _LinesSeen()
+    try:
+        rows = iter(reader)
+        unreadable = None
+        while unreadable is None:
+            chunk = []
+            try:
+                for _ in range(CHUNK_ROWS):
+                    # Where the row starts: a quoted field may carry it over several lines.
+                    line = reader.line_num + 2  # the header, read apart, is line 1
+                    values = next(rows)
+                    chunk.append((line, values))
+            except StopIteration:
+                pass
+            except csv.Error as exc:
+                # Reported once the rows read before it are in, in line order.
+                unreadable = (reader.line_num + 1, f"cannot be read as CSV ({exc}); the rest of the file was not read")
+            if not chunk:
+                break
+            errors = _import_chunk(chunk, header, touchpoint, send, dry_run, summary, seen)
+            for line, reason in sorted(errors):
+                fail(line, reason)
+            if on_progress:
+                on_progress(summary.rows)
+        if unreadable is not None:
+            fail(*unreadable)
+    finally:
+        seen.close()
     return summary
 
 
-def _import_row(line, values, header, touchpoint, send, summary, fail, seen_emails, seen_external, invited):
-    if not any(value.strip() for value in values):
-        return  # blank line
-    summary.rows += 1
-    if len(values) > len(header):
-        fail(line, f"{len(values)} fields, but the header has {len(header)}")
-        return
-    if any(_NOT_UTF8.search(value) for value in values):
-        fail(line, "not valid UTF-8 text (save the file as UTF-8)")
-        return
-    data = {column: (values[i].strip() if i < len(values) else "") for i, column in enumerate(header)}
-    form = ImportRowForm(data)
-    if not form.is_valid():
-        column, errors = next(iter(form.errors.items()))
-        reason = errors[0]
-        if column in ("email", "name", "external_id", "phone") and "at most" in reason:
-            reason = f"{column} is too long ({reason})"
-        elif column == "email":
-            reason = f"invalid email {data.get('email', '')!r}"
-        elif column != "locale":
-            reason = f"{column}: {reason}"
-        fail(line, reason)
-        return
-    cleaned = form.cleaned_data
-    email_key = _fingerprint(cleaned["email"].lower())
-    if email_key in seen_emails:
-        fail(line, f"duplicate of line {seen_emails[email_key]} ({cleaned['email']})")
-        return
-    external_key = _fingerprint(cleaned["external_id"]) if cleaned["external_id"] else None
-    if external_key and external_key in seen_external:
-        fail(line, f"external_id {cleaned['external_id']!r} duplicates line {seen_external[external_key]}")
-        return
-    seen_emails[email_key] = line
-    if external_key:
-        seen_external[external_key] = line
-    try:
-        with transaction.atomic():
-            customer, change = services.customer_import_row(
-                email=cleaned["email"],
-                name=cleaned["name"],
-                external_id=cleaned["external_id"] or None,
-                phone=cleaned["phone"],
-                locale=cleaned["locale"],
-            )
-            outcome = None
-            if send and touchpoint is not None:
-                outcome = services.invitation_request(
-                    touchpoint=touchpoint, customer=customer, source=Invitation.Source.IMPORT, enqueue=False
-                )
-    except services.CustomerConflict as exc:
-        fail(line, str(exc))
-        return
-    except IntegrityError:
-        fail(line, "conflicts with another customer (email or external_id already used)")
-        return
-    setattr(summary, change, getattr(summary, change) + 1)
-    if outcome is not None:
-        if outcome.skipped:
-            summary.skipped[outcome.skip_reason] += 1
+def _import_chunk(chunk, header, touchpoint, send, dry_run, summary, seen) -> list[tuple[int, str]]:
+    """Check, then write, one chunk of rows. Returns the bad rows as (line, reason)."""
+    errors: list[tuple[int, str]] = []
+    checked = []
+    for line, values in chunk:
+        if not any(value.strip() for value in values):
+            continue  # blank line
+        summary.rows += 1
+        cleaned, reason = _check_row(values, header)
+        if reason:
+            errors.append((line, reason))
         else:
-            summary.invited += 1
-            invited.append(outcome.invitation.pk)
+            checked.append((line, cleaned))
+    accepted = _drop_repeated_rows(checked, seen, errors)
+    if not accepted:
+        return errors
+    with transaction.atomic():
+        try:
+            # Bulk writes are only used where Python's lower() is surely the database's LOWER().
+            if not all(cleaned["email"].isascii() for _, cleaned in accepted):
+                raise _WriteRowByRow
+            with transaction.atomic():
+                outcomes, conflicts = _write_in_bulk(accepted, touchpoint, send)
+        except (_WriteRowByRow, IntegrityError):
+            # A concurrent writer took an address or id first, or two rows swapped one: one savepoint per row.
+            outcomes, conflicts = _write_row_by_row(accepted, touchpoint, send)
+        errors.extend(conflicts)
+        invited = []
+        for change, outcome in outcomes:
+            setattr(summary, change, getattr(summary, change) + 1)
+            if outcome is None:
+                continue
+            if outcome.skipped:
+                summary.skipped[outcome.skip_reason] += 1
+            else:
+                summary.invited += 1
+                invited.append(outcome.invitation.pk)
+        if dry_run:
+            transaction.set_rollback(True)
+        elif invited:
+            # A chunk's invitations go out in a few batched messages once it commits.
+            transaction.on_commit(lambda ids=invited: services.invitations_enqueue(ids), robust=True)
+    return errors
+
+
+class _WriteRowByRow(Exception):
+    pass
+
+
+def _check_row(values: list[str], header: list[str]) -> tuple[dict | None, str | None]:
+    """The row's cleaned values, or why it cannot be imported (the first column at fault)."""
+    if len(values) > len(header):
+        return None, f"{len(values)} fields, but the header has {len(header)}"
+    if any(_NOT_UTF8.search(value) for value in values):
+        return None, "not valid UTF-8 text (save the file as UTF-8)"
+    data = {column: (values[i].strip() if i < len(values) else "") for i, column in enumerate(header)}
+    cleaned = {}
+    for column, row_field in ROW_FIELDS.items():
+        try:
+            cleaned[column] = row_field.clean(data.get(column))
+            if column == "locale":
+                cleaned[column] = _clean_locale(cleaned[column])
+        except ValidationError as exc:
+            reason = str(exc.messages[0])
+            if column in ("email", "name", "external_id", "phone") and "at most" in reason:
+                reason = f"{column} is too long ({reason})"
+            elif column == "email":
+                reason = f"invalid email {data.get('email', '')!r}"
+            elif column != "locale":
+                reason = f"{column}: {reason}"
+            return None, reason
+    return cleaned, None
+
+
+def _drop_repeated_rows(checked, seen: _LinesSeen, errors) -> list:
+    """The rows whose address and external id no earlier row of the file had; the others go to `errors`."""
+    keys = []
+    for _, cleaned in checked:
+        keys.append("e:" + cleaned["email"].lower())
+        if cleaned["external_id"]:
+            keys.append("x:" + cleaned["external_id"])
+    first_lines = seen.first_lines(keys)
+    new_here: dict[str, int] = {}
+    accepted = []
+    for line, cleaned in checked:
+        email_key = "e:" + cleaned["email"].lower()
+        first = first_lines.get(email_key) or new_here.get(email_key)
+        if first:
+            errors.append((line, f"duplicate of line {first} ({cleaned['email']})"))
+            continue
+        external_key = "x:" + cleaned["external_id"] if cleaned["external_id"] else None
+        first = external_key and (first_lines.get(external_key) or new_here.get(external_key))
+        if first:
+            errors.append((line, f"external_id {cleaned['external_id']!r} duplicates line {first}"))
+            continue
+        new_here[email_key] = line
+        if external_key:
+            new_here[external_key] = line
+        accepted.append((line, cleaned))
+    seen.add(new_here)
+    return accepted
+
+
+def _invite(customer, touchpoint, send):
+    if not send or touchpoint is None:
+        return None
+    return services.invitation_request(
+        touchpoint=touchpoint, customer=customer, source=Invitation.Source.IMPORT, enqueue=False
+    )
+
+
+def _write_row_by_row(accepted, touchpoint, send):
+    """`services.customer_import_row` for each row, in its own savepoint. Returns (outcomes, conflicts)."""
+    outcomes, conflicts = [], []
+    for line, cleaned in accepted:
+        try:
+            with transaction.atomic():
+                customer, change = services.customer_import_row(
+                    email=cleaned["email"],
+                    name=cleaned["name"],
+                    external_id=cleaned["external_id"] or None,
+                    phone=cleaned["phone"],
+                    locale=cleaned["locale"],
+                )
+                outcome = _invite(customer, touchpoint, send)
+        except services.CustomerConflict as exc:
+            conflicts.append((line, str(exc)))
+            continue
+        except IntegrityError:
+            conflicts.append((line, "conflicts with another customer (email or external_id already used)"))
+            continue
+        outcomes.append((change, outcome))
+    return outcomes, conflicts
+
+
+def _write_in_bulk(accepted, touchpoint, send):
+    """What `_write_row_by_row` does, in a few queries for the whole chunk.
+
+    The customers the rows name are locked and loaded at once; the rows are then
+    applied in file order to those objects, kept findable by address and
+    external id as they change, so a row sees what the rows before it wrote,
+    exactly as one by one. Changed customers are saved before new ones are
+    created, as a new one may take an address or id an earlier row moved away.
+    """
+    emails = [cleaned["email"].lower() for _, cleaned in accepted]
+    externals = [cleaned["external_id"] for _, cleaned in accepted if cleaned["external_id"]]
+    found = (
+        Customer.objects.select_for_update()
+        .annotate(email_lower=Lower("email"))
+        .filter(Q(email_lower__in=emails) | Q(external_id__in=externals))
+        .order_by("pk")
+    )
+    by_email: dict[str, Customer] = {}
+    by_external: dict[str, Customer] = {}
+    for customer in found:
+        by_email.setdefault(customer.email_lower, customer)
+        if customer.external_id:
+            by_external[customer.external_id] = customer
+    hashes = {email: services.address_hash(email) for email in emails}
+    suppressed = set(
+        SuppressedAddress.objects.filter(address_hash__in=hashes.values()).values_list("address_hash", flat=True)
+    )
+
+    now = timezone.now()
+    changes, conflicts = [], []
+    created: list[Customer] = []
+    updated: dict[int, Customer] = {}
+    for line, cleaned in accepted:
+        email, external_id = cleaned["email"], cleaned["external_id"] or None
+        customer = by_email.get(email.lower())
+        if external_id:
+            owner = by_external.get(external_id)
+            if customer is None:
+                customer = owner
+            elif owner is not None and owner is not customer:
+                conflicts.append((line, f"The external id {external_id!r} belongs to another customer than {email}."))
+                continue
+        if customer is None:
+            customer = Customer(email=email)
+            customer.email_lower = None
+            if hashes[email.lower()] in suppressed:
+                # An erased person asked never to be emailed again: a new record starts unsubscribed.
+                customer.unsubscribed_at = now
+            change = "created"
+        else:
+            change = "unchanged"
+        before = (customer.email_lower, customer.external_id)
+        for name in WRITTEN_FIELDS:
+            value = external_id if name == "external_id" else cleaned[name]
+            if value and getattr(customer, name) != value:
+                setattr(customer, name, value)
+                if change == "unchanged":
+                    change = "updated"
+        if change == "unchanged":
+            changes.append((line, customer, change))
+            continue
+        customer.updated_at = now
+        if change == "created":
+            created.append(customer)
+        else:
+            updated[customer.pk] = customer
+        # Keep the customer findable under what it now holds, no longer under what it gave up.
+        # (email_lower is the database's LOWER() of what is stored; the row's address is ASCII.)
+        customer.email_lower = customer.email.lower()
+        if before[0] and before[0] != customer.email_lower and by_email.get(before[0]) is customer:
+            del by_email[before[0]]
+        by_email[customer.email_lower] = customer
+        if before[1] and before[1] != customer.external_id and by_external.get(before[1]) is customer:
+            del by_external[before[1]]
+        if customer.external_id:
+            by_external[customer.external_id] = customer
+        changes.append((line, customer, change))
+
+    if updated:
+        Customer.objects.bulk_update(list(updated.values()), [*WRITTEN_FIELDS, "updated_at"])
+    if created:
+        Customer.objects.bulk_create(created)
+    outcomes = [(change, _invite(customer, touchpoint, send)) for _, customer, change in changes]
+    return outcomes, conflicts

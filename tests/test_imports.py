@@ -5,6 +5,9 @@ import io
 import pytest
 from celery.signals import after_task_publish
 from django.core import mail
+from django.db import transaction
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from surveys import imports, services
 from surveys.models import Customer, Invitation, SurveySkip
@@ -437,3 +440,203 @@ def test_a_row_spread_over_several_lines_is_reported_at_the_line_where_it_starts
 
     assert errors == ["line 3: invalid email 'bad'", "line 6: invalid email 'worse'"]
     assert summary.created == 2
+
+
+# --- Flat memory: what an import keeps across chunks --------------------------------------
+
+
+def test_a_duplicate_in_a_later_chunk_is_reported_with_the_line_of_the_first(touchpoint, monkeypatch):
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
+
+    summary, errors = _import(
+        "email,name,external_id\n"
+        "ana@example.com,Ana,crm-1\n"  # line 2, chunk 1
+        "bob@example.com,Bob,crm-2\n"  # line 3, chunk 1
+        "carl@example.com,Carl,\n"  # line 4, chunk 2
+        "ANA@example.com,Ana again,\n"  # line 5, chunk 2
+        "dora@example.com,Dora,crm-2\n"  # line 6, chunk 3
+        "eve@example.com,Eve,crm-5\n"  # line 7, chunk 3
+        "CARL@EXAMPLE.COM,Carl again,\n",  # line 8, chunk 4
+        touchpoint,
+    )
+
+    assert errors == [
+        "line 5: duplicate of line 2 (ANA@example.com)",
+        "line 6: external_id 'crm-2' duplicates line 3",
+        "line 8: duplicate of line 4 (CARL@EXAMPLE.COM)",
+    ]
+    assert _emails() == ["ana@example.com", "bob@example.com", "carl@example.com", "eve@example.com"]
+    assert Customer.objects.get(email="ana@example.com").name == "Ana"
+    assert (summary.rows, summary.created, summary.errors) == (7, 4, 3)
+
+
+def test_a_bad_row_does_not_count_as_the_first_of_its_address(touchpoint, monkeypatch):
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 1)
+
+    summary, errors = _import(
+        "email,name,locale\nana@example.com,Ana,xx\nana@example.com,Ana,es\nana@example.com,Ana,de\n", touchpoint
+    )
+
+    assert [error[:9] for error in errors] == ["line 2: u", "line 4: d"]
+    assert errors[1] == "line 4: duplicate of line 3 (ana@example.com)"
+    assert Customer.objects.get().locale == "es"
+    assert summary.created == 1
+
+
+def test_every_bad_row_is_reported_but_only_a_sample_is_kept(touchpoint, monkeypatch):
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(imports, "MAX_LINE_ERRORS_KEPT", 3)
+    rows = "".join(f"bad{n},Bad\n" for n in range(10))
+
+    summary, errors = _import(f"email,name\n{rows}ok@example.com,Ok\n", touchpoint)
+
+    assert errors == [f"line {n + 2}: invalid email 'bad{n}'" for n in range(10)]
+    assert summary.error_lines == errors[:3]
+    assert (summary.errors, summary.created) == (10, 1)
+
+
+def test_what_the_file_repeats_is_remembered_on_disk_not_in_memory(touchpoint, monkeypatch):
+    """The addresses seen so far go to a scratch SQLite file, not to a Python dict that grows with the file."""
+    stores = []
+
+    class Recording(imports._LinesSeen):
+        def __init__(self):
+            super().__init__()
+            stores.append(self)
+
+    monkeypatch.setattr(imports, "_LinesSeen", Recording)
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 10)
+    rows = "".join(f"c{n}@example.com,C{n},crm-{n}\n" for n in range(50))
+
+    summary, errors = _import(f"email,name,external_id\n{rows}c7@example.com,Again,\n", touchpoint)
+
+    assert errors == ["line 52: duplicate of line 9 (c7@example.com)"]
+    assert summary.created == 50
+    [store] = stores
+    with pytest.raises(Exception, match="closed"):
+        store.first_lines(["e:c7@example.com"])  # closed, and so deleted, at the end of the import
+
+
+# --- Rows that change the same customers, written a chunk at a time ----------------------
+
+
+def _state():
+    return sorted(Customer.objects.values_list("email", "name", "external_id", "phone", "locale", "unsubscribed_at"))
+
+
+def _import_row_by_row(monkeypatch, content, touchpoint):
+    """The same import with every chunk written one row at a time (the path taken after a conflict)."""
+    with monkeypatch.context() as patched:
+        patched.setattr(imports, "_write_in_bulk", lambda *args: (_ for _ in ()).throw(imports._WriteRowByRow()))
+        return _import(content, touchpoint)
+
+
+@pytest.mark.parametrize(
+    "existing, content, expected",
+    [
+        # The address an earlier row moved away from is free for a later row.
+        (
+            [("ana@example.com", "crm-1")],
+            "email,name,external_id\nana@new.example.com,Ana,crm-1\nana@example.com,Someone else,\n",
+            {("ana@new.example.com", "crm-1"), ("ana@example.com", None)},
+        ),
+        # The external id an earlier row replaced is free for a new customer.
+        (
+            [("ana@example.com", "crm-1")],
+            "email,name,external_id\nana@example.com,Ana,crm-2\nbob@example.com,Bob,crm-1\n",
+            {("ana@example.com", "crm-2"), ("bob@example.com", "crm-1")},
+        ),
+        # Two rows find the same customer, by address and then by external id.
+        (
+            [("ana@example.com", "crm-1")],
+            "email,name,external_id\nana@example.com,Ana López,\nana@new.example.com,,crm-1\n",
+            {("ana@new.example.com", "crm-1")},
+        ),
+        # An address moves to another customer once its holder has left it.
+        (
+            [("bob@example.com", "crm-2"), ("ana@example.com", "crm-1")],
+            "email,name,external_id\nana@new.example.com,,crm-1\nana@example.com,,crm-2\n",
+            {("ana@new.example.com", "crm-1"), ("ana@example.com", "crm-2")},
+        ),
+        # The external id of one customer named with the address of another: refused, nothing changes.
+        (
+            [("ana@example.com", "crm-1"), ("bob@example.com", "crm-2")],
+            "email,name,external_id\nana@example.com,Ana,crm-2\nbob@example.com,Bob,\n",
+            {("ana@example.com", "crm-1"), ("bob@example.com", "crm-2")},
+        ),
+    ],
+)
+def test_rows_in_one_chunk_see_what_the_rows_before_them_wrote(touchpoint, monkeypatch, existing, content, expected):
+    for email, external_id in existing:
+        CustomerFactory(email=email, external_id=external_id)
+    start = _state()
+    with transaction.atomic():
+        one_by_one = _import_row_by_row(monkeypatch, content, touchpoint)
+        state_one_by_one = _state()
+        transaction.set_rollback(True)
+    assert _state() == start
+
+    summary, errors = _import(content, touchpoint)
+
+    assert set(Customer.objects.values_list("email", "external_id")) == expected
+    assert _state() == state_one_by_one
+    assert (summary.as_text(), errors) == (one_by_one[0].as_text(), one_by_one[1])
+
+
+def test_a_customer_created_anew_for_an_erased_address_starts_unsubscribed(touchpoint):
+    erased = CustomerFactory(email="gone@example.com")
+    services.customer_erase(customer=erased)
+
+    summary, errors = _import("email,name\nGONE@example.com,Back\nnew@example.com,New\n", touchpoint)
+
+    assert errors == []
+    assert summary.created == 2
+    assert Customer.objects.get(email="GONE@example.com").unsubscribed_at is not None
+    assert Customer.objects.get(email="new@example.com").unsubscribed_at is None
+
+
+def test_an_address_with_an_international_domain_is_imported(touchpoint):
+    summary, errors = _import("email,name\nana@bücher.example,Ana\nbob@example.com,Bob\n", touchpoint)
+
+    assert errors == []
+    assert summary.created == 2
+    assert _emails() == ["ana@bücher.example", "bob@example.com"]
+
+
+ADDRESSES = ["a@example.com", "A@example.com", "b@example.com", "c@example.com", "d@example.com"]
+EXTERNAL_IDS = ["", "crm-1", "crm-2", "crm-3"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    existing=st.lists(st.tuples(st.sampled_from(ADDRESSES), st.sampled_from(EXTERNAL_IDS)), max_size=4),
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(ADDRESSES + ["not-an-email"]),
+            st.sampled_from(["", "Ann", "Bob"]),
+            st.sampled_from(EXTERNAL_IDS),
+            st.sampled_from(["", "es", "xx"]),
+        ),
+        max_size=8,
+    ),
+    chunk_rows=st.sampled_from([1, 3, 1000]),
+)
+def test_writing_a_chunk_at_once_ends_as_writing_it_row_by_row(touchpoint, monkeypatch, existing, rows, chunk_rows):
+    monkeypatch.setattr(imports, "CHUNK_ROWS", chunk_rows)
+    content = "email,name,external_id,locale\n" + "".join(",".join(row) + "\n" for row in rows)
+    with transaction.atomic():
+        taken = set()
+        for email, external_id in existing:
+            if email.lower() not in taken and external_id not in taken:
+                CustomerFactory(email=email, external_id=external_id or None)
+                taken |= {email.lower(), external_id or None}
+        with transaction.atomic():
+            one_by_one = _import_row_by_row(monkeypatch, content, touchpoint)
+            expected = _state()
+            transaction.set_rollback(True)
+
+        summary, errors = _import(content, touchpoint)
+
+        assert _state() == expected
+        assert (summary.as_text(), errors) == (one_by_one[0].as_text(), one_by_one[1])
+        transaction.set_rollback(True)
