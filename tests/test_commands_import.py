@@ -166,6 +166,33 @@ def test_it_shows_its_progress_on_a_terminal(touchpoint, csv_file, monkeypatch):
     finally:
         os.close(controller)
 
-    assert "\r  100 rows…" in shown.decode()
-    assert "\r  250 rows…" in shown.decode()
+    redrawn = [frame.strip() for frame in shown.decode().split("\r") if frame.strip()]
+    assert any(frame.endswith("rows/s") and "100 rows…" in frame for frame in redrawn)
+    assert redrawn[-1].startswith("[" + "#" * 30 + "] 100%  250 rows…")
     assert Customer.objects.count() == 250
+
+
+def test_bad_rows_shown_on_a_terminal_are_not_mixed_with_the_progress_bar(touchpoint, csv_file, monkeypatch):
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
+    controller, terminal = os.openpty()
+    try:
+        with open(terminal, "w", encoding="utf-8") as stderr:
+            with pytest.raises(SystemExit):
+                call_command(
+                    "import_customers", csv_file("email,name\nana@example.com,Ana\nbob@example.com,Bob\nbad,Bad\n"),
+                    "--touchpoint", "delivery", stdout=StringIO(), stderr=stderr,
+                )
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(controller)
+
+    lines = [line.split("\r")[-1] for line in shown.decode().replace("\r\n", "\n").split("\n")]
+    assert "line 4: invalid email 'bad'" in lines
