@@ -5,12 +5,17 @@ the `List-Unsubscribe` / `List-Unsubscribe-Post` headers (RFC 2369, RFC 8058).
 Links are absolute, built from `SITE_URL`.
 """
 
+import re
+import secrets
+
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.html import conditional_escape
 
+from .email_mime import CustomerEmail
 from .models import Customer, Invitation
 
 
@@ -40,7 +45,7 @@ def _single_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def customer_message(*, template: str, customer: Customer, context: dict) -> EmailMultiAlternatives:
+def customer_message(*, template: str, customer: Customer, context: dict) -> CustomerEmail:
     """Render templates/emails/<template>_{subject.txt,body.txt,body.html} for one customer."""
     from .selectors import customer_language
 
@@ -48,7 +53,7 @@ def customer_message(*, template: str, customer: Customer, context: dict) -> Ema
         return _customer_message(template=template, customer=customer, context=context)
 
 
-def _customer_message(*, template: str, customer: Customer, context: dict) -> EmailMultiAlternatives:
+def _customer_message(*, template: str, customer: Customer, context: dict) -> CustomerEmail:
     unsubscribe = unsubscribe_url(customer)
     context = {
         **context,
@@ -56,10 +61,17 @@ def _customer_message(*, template: str, customer: Customer, context: dict) -> Em
         "company": settings.NPS_COMPANY_NAME,
         "unsubscribe_url": unsubscribe,
     }
-    subject = _single_line(render_to_string(f"emails/{template}_subject.txt", context))
-    text = render_to_string(f"emails/{template}_body.txt", context)
-    html = render_to_string(f"emails/{template}_body.html", context)
-    message = EmailMultiAlternatives(
+    return _customer_email(
+        customer=customer,
+        unsubscribe=unsubscribe,
+        subject=_single_line(render_to_string(f"emails/{template}_subject.txt", context)),
+        text=render_to_string(f"emails/{template}_body.txt", context),
+        html=render_to_string(f"emails/{template}_body.html", context),
+    )
+
+
+def _customer_email(*, customer: Customer, unsubscribe: str, subject: str, text: str, html: str) -> CustomerEmail:
+    return CustomerEmail(
         subject=subject,
         body=text,
         from_email=settings.DEFAULT_FROM_EMAIL,
@@ -68,31 +80,102 @@ def _customer_message(*, template: str, customer: Customer, context: dict) -> Em
             "List-Unsubscribe": f"<{unsubscribe}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         },
+        alternatives=[(html, "text/html")],
     )
-    message.attach_alternative(html, "text/html")
+
+
+def invitation_message(invitation: Invitation, reminder: bool = False) -> CustomerEmail:
+    [message] = invitation_messages([invitation], reminder=reminder)
     return message
 
 
-def invitation_message(invitation: Invitation, reminder: bool = False) -> EmailMultiAlternatives:
+# Stand-ins for what differs from one customer to the next: random per process, letters and
+# digits only, so escaping and URL quoting leave them as they are and no customer can guess them.
+_MARK = f"lp{secrets.token_hex(8)}"
+_MARKS = re.compile(f"{_MARK}(name|survey|unsubscribe)")
+_URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class _StandInCustomer:
+    """The customer as the invitation templates see it when rendered once for many customers."""
+
+    def __init__(self, has_name: bool):
+        self.name = f"{_MARK}name" if has_name else ""
+
+
+def _link_maker(view: str):
+    """token -> absolute URL of `view`, as `reverse` would give it, reversed once."""
+    before, after = absolute_url(reverse(view, args=[_MARK])).split(_MARK)
+
+    def link(token: str) -> str:
+        return f"{before}{token}{after}" if _URL_SAFE.fullmatch(token) else absolute_url(reverse(view, args=[token]))
+
+    return link
+
+
+def invitation_messages(invitations, *, reminder: bool = False) -> list[CustomerEmail]:
+    """The invitation (or reminder) emails for many invitations, in order.
+
+    Customers who share a language, a touchpoint and a question get the same
+    email but for their name and their two links (survey, unsubscribe). So the
+    subject / text / HTML templates are rendered once per such group, with
+    stand-ins for those three values, and each customer's values replace the
+    stand-ins: as typed in the subject and the text, HTML-escaped in the HTML,
+    exactly as rendering the templates for that customer would put them.
+    """
     from .selectors import customer_language
 
-    url = survey_url(invitation)
-    return customer_message(
-        template="invitation",
-        customer=invitation.customer,
-        context={
-            "invitation": invitation,
-            "reminder": reminder,
-            "touchpoint": invitation.touchpoint,
-            "question": question_text(
-                invitation.touchpoint,
-                customer_language(customer=invitation.customer),
-                product=(invitation.properties or {}).get("question_product_name"),
-            ),
-            "survey_url": url,
-            "score_links": [(score, f"{url}?score={score}") for score in range(11)],
-        },
-    )
+    survey_link = _link_maker("survey")
+    unsubscribe_link = _link_maker("unsubscribe")
+    questions: dict[tuple, str] = {}
+    renders: dict[tuple, tuple[str, str, str]] = {}
+    messages = []
+    for invitation in invitations:
+        customer, touchpoint = invitation.customer, invitation.touchpoint
+        language = customer_language(customer=customer)
+        product = (invitation.properties or {}).get("question_product_name")
+        wording_key = (touchpoint.pk, language, product)
+        if wording_key not in questions:
+            questions[wording_key] = question_text(touchpoint, language, product=product)
+        question = questions[wording_key]
+        group = (language, touchpoint.pk, bool(customer.name), question)
+        if group not in renders:
+            with translation.override(language):
+                renders[group] = _render_invitation(
+                    touchpoint=touchpoint, question=question, reminder=reminder, has_name=bool(customer.name)
+                )
+        subject, text, html = renders[group]
+        values = {
+            "name": customer.name,
+            "survey": survey_link(invitation.token),
+            "unsubscribe": unsubscribe_link(customer.unsubscribe_token),
+        }
+        escaped = {key: conditional_escape(value) for key, value in values.items()}
+        messages.append(
+            _customer_email(
+                customer=customer,
+                unsubscribe=values["unsubscribe"],
+                subject=_single_line(_MARKS.sub(lambda mark: values[mark[1]], subject)),
+                text=_MARKS.sub(lambda mark: values[mark[1]], text),
+                html=_MARKS.sub(lambda mark: escaped[mark[1]], html),
+            )
+        )
+    return messages
+
+
+def _render_invitation(*, touchpoint, question: str, reminder: bool, has_name: bool) -> tuple[str, str, str]:
+    survey = f"{_MARK}survey"
+    context = {
+        "reminder": reminder,
+        "touchpoint": touchpoint,
+        "question": question,
+        "survey_url": survey,
+        "score_links": [(score, f"{survey}?score={score}") for score in range(11)],
+        "customer": _StandInCustomer(has_name),
+        "company": settings.NPS_COMPANY_NAME,
+        "unsubscribe_url": f"{_MARK}unsubscribe",
+    }
+    return tuple(render_to_string(f"emails/invitation_{part}", context) for part in ("subject.txt", "body.txt", "body.html"))
 
 
 def referral_url(link) -> str:

@@ -145,3 +145,104 @@ def test_the_headers_arrive_intact_over_smtp(pending, customer, smtp_settings):
     assert set(parts) == {"text/plain", "text/html"}
     for content in parts.values():
         assert f"{SITE}/s/{pending.token}/?score=10" in content
+
+
+# --- A batch's emails: rendered once per language, the same as one by one -----------------------------
+
+HOSTILE_NAMES = [
+    "Jane Doe",
+    "",
+    '<script>alert("x")</script> & Bob\'s',
+    "José Núñez",
+    "Bob\r\nBcc: victim@example.com",
+    "  spaced   out  ",
+    "100% {{ name }} %(name)s {% if %}",
+]
+
+
+def _rendered_alone(invitation: Invitation, reminder: bool) -> tuple[str, str, str]:
+    """The invitation's subject, text and HTML rendered from the templates for this one customer."""
+    from django.template.loader import render_to_string
+    from django.utils import translation
+
+    from surveys.emails import absolute_url, question_text
+    from surveys.selectors import customer_language
+
+    customer = invitation.customer
+    language = customer_language(customer=customer)
+    url = f"{SITE}/s/{invitation.token}/"
+    context = {
+        "invitation": invitation,
+        "reminder": reminder,
+        "touchpoint": invitation.touchpoint,
+        "question": question_text(
+            invitation.touchpoint, language, product=(invitation.properties or {}).get("question_product_name")
+        ),
+        "survey_url": url,
+        "score_links": [(score, f"{url}?score={score}") for score in range(11)],
+        "customer": customer,
+        "company": "Acme",
+        "unsubscribe_url": absolute_url(f"/u/{customer.unsubscribe_token}/"),
+    }
+    with translation.override(language):
+        subject, text, html = (
+            render_to_string(f"emails/invitation_{part}", context) for part in ("subject.txt", "body.txt", "body.html")
+        )
+    return " ".join(subject.split()), text, html
+
+
+@pytest.mark.parametrize("reminder", [False, True])
+@pytest.mark.django_db
+def test_emails_rendered_for_a_whole_batch_are_the_ones_each_customer_would_get_alone(reminder):
+    from surveys.emails import invitation_messages
+    from surveys.models import TouchpointTranslation
+
+    from .factories import TouchpointFactory
+
+    plain = TouchpointFactory(name="Home delivery")
+    translated = TouchpointFactory(name="Store <visit> & \"more\"", question="Would you recommend {company}?")
+    TouchpointTranslation.objects.create(touchpoint=translated, language="es", question="¿Recomendaría {company}?")
+    invitations = []
+    for index, (name, locale) in enumerate(
+        (name, locale) for name in HOSTILE_NAMES for locale in ("", "es", "es_MX", "de", "xx")
+    ):
+        properties = {"question_product_name": "the <b>Widget</b>"} if index % 4 == 0 else {}
+        invitations.append(
+            InvitationFactory(
+                customer=CustomerFactory(name=name, locale=locale),
+                touchpoint=translated if index % 3 else plain,
+                properties=properties,
+                status=Invitation.Status.PENDING,
+                sent_at=None,
+            )
+        )
+
+    messages = invitation_messages(invitations, reminder=reminder)
+
+    assert len(messages) == len(invitations)
+    for invitation, message in zip(invitations, messages):
+        subject, text, html = _rendered_alone(invitation, reminder)
+        assert (message.subject, message.body, _html(message)) == (subject, text, html), invitation.customer.name
+        assert message.to == [invitation.customer.email]
+        assert message.extra_headers["List-Unsubscribe"] == f"<{SITE}/u/{invitation.customer.unsubscribe_token}/>"
+
+
+@pytest.mark.django_db
+def test_a_batch_in_three_languages_reads_each_translation_once(touchpoint, django_assert_num_queries):
+    from surveys.emails import invitation_messages
+    from surveys.models import TouchpointTranslation
+
+    TouchpointTranslation.objects.create(touchpoint=touchpoint, language="es", question="¿Recomendaría {company}?")
+    invitations = [
+        InvitationFactory(customer=CustomerFactory(locale=locale), touchpoint=touchpoint)
+        for locale in ["en", "es", "de"] * 10
+    ]
+    for invitation in invitations:
+        invitation.refresh_from_db()  # as a batch loads them: customer and touchpoint at hand
+        invitation.customer, invitation.touchpoint  # noqa: B018 - loaded before counting
+
+    with django_assert_num_queries(2):  # Spanish and German; English is the touchpoint's own text
+        messages = invitation_messages(invitations)
+
+    spanish = [message for message in messages if "¿Recomendaría Acme?" in message.body]
+    assert len(spanish) == 10
