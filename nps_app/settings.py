@@ -6,6 +6,7 @@ table lists each one.
 """
 
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -293,10 +294,12 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 # A customer's answer matters more than a counter: if the cache is down, let requests through.
 RATELIMIT_FAIL_OPEN = True
-RATELIMIT_USE_CACHE = "default"
 NPS_RATE_SURVEY_PER_TOKEN = env_str("NPS_RATE_SURVEY_PER_TOKEN", "10/m")
 NPS_RATE_SURVEY_PER_IP = env_str("NPS_RATE_SURVEY_PER_IP", "120/m")
 NPS_RATE_API_PER_KEY = env_str("NPS_RATE_API_PER_KEY", "1200/m")
+for _name in ("NPS_RATE_SURVEY_PER_TOKEN", "NPS_RATE_SURVEY_PER_IP", "NPS_RATE_API_PER_KEY"):
+    if not re.fullmatch(r"\d+/\d*[smhd]", globals()[_name]):
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]!r}: expected a count per period, such as 10/m or 100/5m.")
 
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = 1  # hour

@@ -2,11 +2,12 @@
 
 import re
 from datetime import date, timedelta
+from functools import lru_cache
 
-from crispy_forms.helper import FormHelper
-from crispy_forms.layout import Field, Layout, Submit
 from django import forms
 from django.core.exceptions import ValidationError
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from .models import REASON_MAX_LENGTH, Category, Touchpoint
@@ -19,6 +20,14 @@ def reject_control_characters(value: str) -> None:
     # A line break in a name would otherwise end up in an email's To header.
     if _CONTROL_CHARACTERS.search(value or ""):
         raise ValidationError("Line breaks and control characters are not allowed.")
+
+
+@lru_cache(maxsize=64)
+def _score_radios(selected: str, *, invalid: bool) -> str:
+    # At most 12 × 2 variants (a score or none, valid or not), so the cache stays small.
+    return mark_safe(render_to_string(
+        "surveys/score_radios.html", {"values": SurveyResponseForm.score_values, "selected": selected, "invalid": invalid}
+    ))
 
 
 class SurveyResponseForm(forms.Form):
@@ -37,17 +46,31 @@ class SurveyResponseForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 4, "maxlength": REASON_MAX_LENGTH}),
     )
 
+    # templates/surveys/survey.html writes the fields out itself (the busiest page: see there).
+    score_values = [label for _score, label in SCORE_CHOICES]
+    reason_max_length = REASON_MAX_LENGTH
+
     def __init__(self, *args, question: str, reason_prompt: str, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["score"].label = question
-        self.fields["reason"].label = reason_prompt
-        self.helper = FormHelper()
-        self.helper.form_tag = False
-        self.helper.layout = Layout(
-            Field("score", template="surveys/score_field.html"),
-            Field("reason"),
-            Submit("submit", _("Send my answer"), css_class="btn-lg w-100 w-sm-auto"),
-        )
+        self.question = self.fields["score"].label = question
+        self.reason_prompt = self.fields["reason"].label = reason_prompt
+
+    @property
+    def selected_score(self) -> str:
+        """The score to show as chosen: the one posted, or the one the email link carried."""
+        value = self["score"].value()
+        return "" if value is None else str(value)
+
+    @property
+    def score_radios(self) -> str:
+        """The eleven radio buttons; rendered once per process for each state they can be in."""
+        selected = self.selected_score if self.selected_score in self.score_values else ""
+        return _score_radios(selected, invalid="score" in self.errors)
+
+    @property
+    def reason_text(self) -> str:
+        value = self["reason"].value()
+        return "" if value is None else str(value)
 
 
 class InvitationRequestForm(forms.Form):
