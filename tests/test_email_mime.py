@@ -40,6 +40,7 @@ def _pair(**fields):
     reference = django.message()
     for name in ("Date", "Message-ID"):
         reference.replace_header(name, quick[name])
+    quick.as_bytes()  # when Django built it, writing it out picks the boundary
     reference.set_boundary(quick.get_boundary())
     return quick, reference
 
@@ -147,3 +148,14 @@ def test_a_multipart_it_does_not_know_is_left_to_the_standard_generator():
     message.set_boundary("outer")
 
     assert flatten(message, "\r\n") is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["x" * 998, "x" * 999, "€" * 332, "€" * 333, "😀" * 249, "😀" * 250, "a" + "😀" * 249],
+    ids=["998-ascii", "999-ascii", "996-bytes", "999-bytes", "996-bytes-emoji", "1000-bytes-emoji", "997-bytes"],
+)
+def test_lines_near_the_smtp_limit_are_encoded_as_django_encodes_them(line):
+    quick, reference = _pair(body=f"{line}\n", html=f"<p>{line}</p>\n")
+
+    assert quick.as_bytes(linesep="\r\n") == _django_bytes(reference)
