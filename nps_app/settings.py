@@ -185,7 +185,8 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
 EMAIL_FILE_PATH = VAR_DIR / "mail"
 if EMAIL_HOST:
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    # Django's SMTP backend, with each message's envelope addresses worked out with less work.
+    EMAIL_BACKEND = "surveys.smtp_backend.EmailBackend"
 else:
     # Development: one .eml file per message under var/mail/, readable in any
     # mail client or text editor, with clickable links.
