@@ -165,9 +165,12 @@ class Invitation(models.Model):
         DEMO = "demo", "Demo data"
         HISTORY = "history", "Imported history"
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="invitations")
+    # Every index is written again when a row moves (claimed, sent, opened, answered), so none
+    # is redundant: invitation_customer_recent_idx serves lookups by customer, and the token's
+    # uniqueness is a constraint below, without the LIKE index a unique=True field brings.
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="invitations", db_index=False)
     touchpoint = models.ForeignKey(Touchpoint, on_delete=models.PROTECT, related_name="invitations")
-    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    token = models.CharField(max_length=64, default=new_token, editable=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -187,6 +190,7 @@ class Invitation(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["token"], name="invitation_token_unique")]
         indexes = [
             # The beat sweep reads only unsent work, however many invitations exist.
             models.Index(
