@@ -4,11 +4,15 @@ They need no account: the unguessable token in the URL is the key. A GET
 never records an answer (mail scanners follow every link in an email).
 """
 
+import secrets
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.utils import translation
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -95,8 +99,36 @@ def _survey(request: HttpRequest, invitation) -> HttpResponse:
             _, form_kwargs["reason_prompt"] = selectors.touchpoint_wording(
                 touchpoint=touchpoint, language=language, category=Category.for_score(preselected)
             )
-        form = SurveyResponseForm(initial={"score": preselected}, **form_kwargs)
+        return _survey_page(request, invitation, preselected=preselected, **form_kwargs)
     return render(request, "surveys/survey.html", {"invitation": invitation, "form": form})
+
+
+# Stand-ins for the two parts of a fresh survey page that differ per customer and request.
+_TOKEN_SLOT = f"token{secrets.token_hex(16)}"
+_CSRF_SLOT = f"csrf{secrets.token_hex(16)}"
+
+
+@lru_cache(maxsize=256)
+def _survey_page_html(language: str, touchpoint_name: str, question: str, reason_prompt: str, selected) -> str:
+    form = SurveyResponseForm(initial={"score": selected}, question=question, reason_prompt=reason_prompt)
+    context = {"invitation": {"token": _TOKEN_SLOT, "touchpoint": {"name": touchpoint_name}}, "form": form,
+               "csrf_token": _CSRF_SLOT, "company_name": settings.NPS_COMPANY_NAME}
+    return render_to_string("surveys/survey.html", context)
+
+
+def _survey_page(request: HttpRequest, invitation, *, question: str, reason_prompt: str, preselected) -> HttpResponse:
+    """A fresh survey page: rendered once per wording and language, then only the token and CSRF token differ.
+
+    Everyone who opens a survey gets this page, and rendering it was most of
+    the request (bench/http.py). Everything the page shows is in the cache key,
+    so a touchpoint edited in admin shows at once. In DEBUG the page is
+    rendered every time, so template edits show at once too.
+    """
+    if settings.DEBUG:
+        form = SurveyResponseForm(initial={"score": preselected}, question=question, reason_prompt=reason_prompt)
+        return render(request, "surveys/survey.html", {"invitation": invitation, "form": form})
+    html = _survey_page_html(translation.get_language(), invitation.touchpoint.name, question, reason_prompt, preselected)
+    return HttpResponse(html.replace(_TOKEN_SLOT, invitation.token).replace(_CSRF_SLOT, get_token(request)))
 
 
 # RFC 8058 one-click unsubscribe: mail providers POST without cookies or a

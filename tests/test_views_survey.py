@@ -452,3 +452,53 @@ def test_every_asset_the_survey_page_links_to_is_served_locally(client, invitati
         assert reference.startswith("/") and not reference.startswith("//"), reference
         assert "http" not in reference.lower(), reference
         assert client.get(reference).status_code == 200, reference
+
+
+# --- The page rendered once per wording (see views._survey_page) ---------------------
+
+
+def form_action(html: bytes) -> str:
+    return next(e for e in elements(html, "form")).attrs["action"]
+
+
+def csrf_value(html: bytes) -> str:
+    return next(e for e in elements(html, "input") if e.attrs.get("name") == "csrfmiddlewaretoken").attrs["value"]
+
+
+def test_customers_of_one_touchpoint_each_get_their_own_link_and_csrf_token(touchpoint):
+    first, second = InvitationFactory.create_batch(2, touchpoint=touchpoint)
+    first_client, second_client = Client(enforce_csrf_checks=True), Client(enforce_csrf_checks=True)
+
+    first_page = first_client.get(url(first)).content
+    second_page = second_client.get(url(second)).content
+
+    assert form_action(first_page) == url(first)
+    assert form_action(second_page) == url(second)
+    assert second.token.encode() not in first_page and first.token.encode() not in second_page
+    assert csrf_value(first_page) != csrf_value(second_page)
+    # Each page's CSRF token belongs to its own visitor's cookie.
+    refused = first_client.post(url(first), {"score": "9", "csrfmiddlewaretoken": "x" * 64})
+    answered = first_client.post(url(first), {"score": "9", "csrfmiddlewaretoken": csrf_value(first_page)})
+    assert (refused.status_code, answered.status_code) == (403, 302)
+
+
+def test_a_question_edited_in_admin_shows_on_the_next_visit(client, invitation):
+    client.get(url(invitation))
+    invitation.touchpoint.question = "Would you recommend our <b>night</b> deliveries?"
+    invitation.touchpoint.name = "Night deliveries"
+    invitation.touchpoint.save()
+
+    html = client.get(url(invitation)).content.decode()
+
+    assert "Would you recommend our &lt;b&gt;night&lt;/b&gt; deliveries?" in html
+    assert "Night deliveries" in html
+
+
+def test_the_preselected_score_is_not_carried_over_to_the_next_customer(touchpoint):
+    first, second = InvitationFactory.create_batch(2, touchpoint=touchpoint)
+
+    preselected = Client().get(url(first), {"score": "3"}).content
+    plain = Client().get(url(second)).content
+
+    assert checked_scores(preselected) == ["3"]
+    assert checked_scores(plain) == []
