@@ -235,6 +235,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A worker keeps its database connection from task to task (up to DB_CONN_MAX_AGE seconds);
+# surveys.tasks checks it around every task as Django does around every request.
+# (Celery closes the connection every CELERY_DB_REUSE_MAX tasks; without it, after every task.)
+CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_TASK_SOFT_TIME_LIMIT = 120
 CELERY_TASK_TIME_LIMIT = 180
 CELERY_TIMEZONE = TIME_ZONE

@@ -8,11 +8,26 @@ import logging
 from datetime import timedelta
 
 from celery import shared_task
+from celery.signals import task_postrun, task_prerun
 from django.conf import settings
+from django.db import close_old_connections
 
 from . import services, webhooks
 
 logger = logging.getLogger(__name__)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _database_connections_checked(sender=None, **kwargs) -> None:
+    """Around each task, what Django does around each request: close a connection that is
+    broken, in error or older than CONN_MAX_AGE, and keep a good one for the next task.
+
+    Celery would otherwise close it after every task (CELERY_DB_REUSE_MAX unset), and a
+    worker would pay a new PostgreSQL connection for every batch of invitations.
+    """
+    if sender is not None and not getattr(sender.request, "is_eager", False):  # eager: inside the caller's transaction
+        close_old_connections()
 
 
 def retry_delay(attempt: int) -> int:

@@ -179,3 +179,35 @@ def test_a_due_reminder_is_sent_once_and_a_second_sweep_sends_nothing(batch_size
     assert len(worker_smtp.messages(marker)) == 2
     with worker_smtp.handler.lock:
         assert worker_smtp.handler.connections == 2  # the invitation's batch and the reminder's
+
+
+def _worker_database_sessions() -> set[int]:
+    """Backend pids of the other sessions on this test database: the worker's (this process's own excluded)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+def test_the_worker_keeps_its_database_connections_from_batch_to_batch(batch_size, celery_worker, worker_smtp):
+    touchpoint = TouchpointFactory(name="Home delivery", slug="delivery")
+    worker_smtp.handler.reset()
+    first = _invitations_requested(touchpoint, 4 * batch_size)
+    services.invitations_enqueue(first)
+    worker_smtp.wait_for_messages("/s/", count=len(first), timeout=60)
+    celery_worker.wait_idle()
+    kept = _worker_database_sessions()
+
+    second = _invitations_requested(touchpoint, 4 * batch_size)
+    services.invitations_enqueue(second)
+    worker_smtp.wait_for_messages("/s/", count=len(first) + len(second), timeout=60)
+    celery_worker.wait_idle()
+
+    # One connection per pool process, still open after its batches and used again for the next ones:
+    # not a new PostgreSQL connection for every batch.
+    assert 1 <= len(kept) <= 2, kept
+    assert _worker_database_sessions() == kept
+    assert Invitation.objects.filter(pk__in=first + second, status=Invitation.Status.SENT).count() == 8 * batch_size
