@@ -8,7 +8,7 @@ connection per batch. The clock runs from the first publish until the SMTP
 sink has received all N messages.
 
 The baseline, in the same run and to the same sink: the same messages,
-rendered beforehand with `surveys.emails.invitation_message`, sent with plain
+rendered beforehand with `surveys.emails.invitation_messages`, sent with plain
 `smtplib` over ONE connection by a separate process (so the sender does not
 share the sink's interpreter lock, as the worker does not either).
 
@@ -276,8 +276,8 @@ def render_envelopes() -> list[tuple[str, list[str], bytes]]:
     from surveys.models import Invitation
 
     envelopes = []
-    for invitation in Invitation.objects.select_related("customer", "touchpoint").order_by("pk").iterator(2000):
-        message = emails.invitation_message(invitation)
+    invitations = list(Invitation.objects.select_related("customer", "touchpoint").order_by("pk"))
+    for message in emails.invitation_messages(invitations):
         envelopes.append(
             (
                 sanitize_address(message.from_email, message.encoding or "utf-8"),
@@ -356,15 +356,19 @@ def profile_one_batch(size: int) -> None:
         return sum(entry[2] for (path, _, name), entry in stats.stats.items() if name == function)
 
     total = cumulative("surveys/services.py", "invitations_send_batch")
-    render = cumulative("surveys/emails.py", "invitation_message")
-    mime = cumulative("django/core/mail/message.py", "message") + cumulative("django/core/mail/message.py", "as_bytes")
+    render = cumulative("surveys/emails.py", "invitation_messages")
+    mime = sum(
+        cumulative(path, function)
+        for path in ("django/core/mail/message.py", "surveys/email_mime.py")
+        for function in ("message", "as_bytes")
+    )
     smtp = cumulative("smtplib.py", "sendmail")
     database = own("<method 'execute' of 'psycopg2.extensions.cursor' objects>")
     print(f"\ninvitations_send_batch in this process, batches of {size}, sink in its own process: "
           f"{wall / len(plain) * 1000:.2f} ms per message, of which {cpu / len(plain) * 1000:.2f} ms CPU "
           f"({len(plain)} invitations). Under cProfile ({len(profiled)} more), per message:")
     for label, seconds in (
-        ("rendering the templates (emails.invitation_message)", render),
+        ("rendering the templates (emails.invitation_messages)", render),
         ("building the MIME message and its bytes", mime),
         ("smtplib sendmail, waiting for the sink included", smtp),
         ("PostgreSQL statements, waiting included", database),
@@ -376,12 +380,12 @@ def profile_one_batch(size: int) -> None:
 
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
-PROFILE_CATEGORIES = [  # (what, a frame marker), the frame nearest the leaf decides
-    ("rendering the templates (emails.invitation_message)", "invitation_message (surveys/emails.py"),
-    ("building the MIME message and its bytes", "django/core/mail/message.py"),
-    ("smtplib: sending and reading the sink's replies", "smtplib.py"),
-    ("PostgreSQL: psycopg2 and the ORM", "django/db/"),
-    ("Redis / Celery messaging (kombu)", "kombu/"),
+PROFILE_CATEGORIES = [  # (what, frame markers), the frame nearest the leaf decides
+    ("rendering the templates (emails.invitation_messages)", ("invitation_messages (surveys/emails.py",)),
+    ("building the MIME message and its bytes", ("django/core/mail/message.py", "surveys/email_mime.py")),
+    ("smtplib: sending and reading the sink's replies", ("smtplib.py",)),
+    ("PostgreSQL: psycopg2 and the ORM", ("django/db/",)),
+    ("Redis / Celery messaging (kombu)", ("kombu/",)),
 ]
 
 
@@ -429,7 +433,7 @@ def profile_worker(*, n: int, env: dict, broker: str, var_dir: Path, sink: SinkH
         frames = stack.split(";")
         category = "the rest of the worker (Celery, Django, Python)"
         for frame in reversed(frames):
-            matched = [what for what, marker in PROFILE_CATEGORIES if marker in frame]
+            matched = [what for what, markers in PROFILE_CATEGORIES if any(marker in frame for marker in markers)]
             if matched:
                 category = matched[0]
                 break
