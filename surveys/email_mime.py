@@ -101,7 +101,9 @@ def flatten(message, linesep: str = "\n") -> bytes | None:
             or part.get("Content-Transfer-Encoding", "").lower() not in ("7bit", "8bit")
         ):
             return None
-        body = linesep.join(_LINE_BREAK.split(payload)).encode("ascii", "surrogateescape")
+        # The generator's line ending rewrite; a plain replace when every line ends in "\n" alone.
+        lines = payload.replace("\n", linesep) if "\r" not in payload else linesep.join(_LINE_BREAK.split(payload))
+        body = lines.encode("ascii", "surrogateescape")
         rendered.append(_headers_bytes(part, linesep) + body)
     separator = f"{linesep}--{boundary}{linesep}".encode("ascii")
     return b"".join(

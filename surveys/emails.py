@@ -118,17 +118,17 @@ def invitation_messages(invitations, *, reminder: bool = False) -> list[Customer
 
     Customers who share a language, a touchpoint and a question get the same
     email but for their name and their two links (survey, unsubscribe). So the
-    subject / text / HTML templates are rendered once per such group, with
-    stand-ins for those three values, and each customer's values replace the
-    stand-ins: as typed in the subject and the text, HTML-escaped in the HTML,
-    exactly as rendering the templates for that customer would put them.
+    subject / text / HTML templates are rendered once per such group (and kept
+    for the next batches), with stand-ins for those three values, and each
+    customer's values replace the stand-ins: as typed in the subject and the
+    text, HTML-escaped in the HTML, exactly as rendering the templates for that
+    customer would put them.
     """
     from .selectors import customer_language
 
     survey_link = _link_maker("survey")
     unsubscribe_link = _link_maker("unsubscribe")
     questions: dict[tuple, str] = {}
-    renders: dict[tuple, tuple[str, str, str]] = {}
     messages = []
     for invitation in invitations:
         customer, touchpoint = invitation.customer, invitation.touchpoint
@@ -138,13 +138,9 @@ def invitation_messages(invitations, *, reminder: bool = False) -> list[Customer
         if wording_key not in questions:
             questions[wording_key] = question_text(touchpoint, language, product=product)
         question = questions[wording_key]
-        group = (language, touchpoint.pk, bool(customer.name), question)
-        if group not in renders:
-            with translation.override(language):
-                renders[group] = _render_invitation(
-                    touchpoint=touchpoint, question=question, reminder=reminder, has_name=bool(customer.name)
-                )
-        subject, text, html = renders[group]
+        subject, text, html = _rendered_invitation(
+            language=language, touchpoint=touchpoint, question=question, reminder=reminder, has_name=bool(customer.name)
+        )
         values = {
             "name": customer.name,
             "survey": survey_link(invitation.token),
@@ -161,6 +157,32 @@ def invitation_messages(invitations, *, reminder: bool = False) -> list[Customer
             )
         )
     return messages
+
+
+# Invitation templates rendered with stand-ins, kept from batch to batch. The key holds everything
+# the rendering reads (the touchpoint's every field, the question, the language, the company name);
+# templates and translations are read once per process anyway (Django's cached template loader).
+_RENDERED: dict[tuple, tuple[str, str, str]] = {}
+_RENDERED_KEPT = 256
+
+
+def _rendered_invitation(*, language: str, touchpoint, question: str, reminder: bool, has_name: bool):
+    key = (
+        language,
+        reminder,
+        has_name,
+        question,
+        settings.NPS_COMPANY_NAME,
+        tuple(getattr(touchpoint, field.attname) for field in touchpoint._meta.concrete_fields),
+    )
+    rendered = _RENDERED.get(key)
+    if rendered is None:
+        with translation.override(language):
+            rendered = _render_invitation(touchpoint=touchpoint, question=question, reminder=reminder, has_name=has_name)
+        if len(_RENDERED) >= _RENDERED_KEPT:
+            _RENDERED.clear()
+        _RENDERED[key] = rendered
+    return rendered
 
 
 def _render_invitation(*, touchpoint, question: str, reminder: bool, has_name: bool) -> tuple[str, str, str]:

@@ -246,3 +246,23 @@ def test_a_batch_in_three_languages_reads_each_translation_once(touchpoint, djan
 
     spanish = [message for message in messages if "¿Recomendaría Acme?" in message.body]
     assert len(spanish) == 10
+
+
+@pytest.mark.django_db
+def test_a_touchpoint_or_company_renamed_between_batches_shows_in_the_next_batch(touchpoint, settings):
+    from surveys.emails import invitation_messages
+
+    invitations = [InvitationFactory(customer=CustomerFactory(locale=locale), touchpoint=touchpoint) for locale in ("en", "es")]
+    before = invitation_messages(invitations)
+
+    touchpoint.name = "Curbside pickup"
+    touchpoint.save()
+    for invitation in invitations:
+        invitation.refresh_from_db()
+    renamed = invitation_messages(invitations)
+    settings.NPS_COMPANY_NAME = "Globex"
+    rebranded = invitation_messages(invitations)
+
+    assert all("Home delivery" in message.body and "Acme" in message.body for message in before)
+    assert all("Curbside pickup" in message.body and "Home delivery" not in message.body for message in renamed)
+    assert all("Globex" in message.body and "Acme" not in _html(message) for message in rebranded)
