@@ -198,6 +198,9 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 NPS_COMPANY_NAME = env_str("NPS_COMPANY_NAME", "us")
 NPS_MIN_RESPONSES = env_int("NPS_MIN_RESPONSES", 30)
 NPS_SEND_MAX_RETRIES = env_int("NPS_SEND_MAX_RETRIES", 5)
+# With Redis (CACHE_URL), what answers set in motion (coupons, case alerts, webhooks) within this
+# many seconds shares one Celery message from the web (surveys/follow_ups.py); 0: one message each.
+NPS_FOLLOW_UP_BATCH_SECONDS = env_int("NPS_FOLLOW_UP_BATCH_SECONDS", 1)
 # Invitations per Celery message and per SMTP connection.
 NPS_SEND_BATCH_SIZE = env_int("NPS_SEND_BATCH_SIZE", 50)
 # Emails per minute across all workers (0 = no cap), to respect an email provider's limits.
@@ -225,6 +228,8 @@ else:
     # A web request that publishes while Redis is down gives up within seconds
     # (the beat sweeps enqueue the work again later).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 2}
+# The queue web processes publish to and workers consume (several deployments can share one Redis).
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -291,6 +296,8 @@ if CACHE_URL.startswith(("redis://", "rediss://")):
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": CACHE_URL,
             "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+            # Keeps apart several deployments (or test runs) that share one Redis.
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX"),
         }
     }
 elif CACHE_URL:

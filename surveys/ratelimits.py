@@ -18,12 +18,13 @@ import re
 import time
 from functools import lru_cache
 
-import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from redis.exceptions import RedisError
+
+from . import redis_store
 
 logger = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 60
@@ -41,11 +42,6 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(count), int(multiple or 1) * _UNIT_SECONDS[unit]
 
 
-@lru_cache(maxsize=4)
-def _redis_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
-
-
 def _hits(counters: list[tuple[str, str, str]]) -> list[bool]:
     """Advance each (group, key, rate) counter by one; for each, whether it is now over its rate."""
     now = int(time.time())
@@ -56,9 +52,9 @@ def _hits(counters: list[tuple[str, str, str]]) -> list[bool]:
         # Hashed: keys can be addresses or tokens, which have no business in Redis in the clear.
         digest = hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
         windows.append((f"{prefix}:rl:{group}:{period}:{now // period}:{digest}", limit, period))
-    url = settings.CACHE_URL
-    if url:
-        pipeline = _redis_client(url).pipeline(transaction=False)
+    client = redis_store.client()
+    if client is not None:
+        pipeline = client.pipeline(transaction=False)
         for name, _limit, period in windows:
             pipeline.incr(name)
             pipeline.expire(name, period + 1)

@@ -22,7 +22,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from . import emails, webhooks
+from . import emails, follow_ups, webhooks
 from .models import (
     REASON_MAX_LENGTH,
     ApiKey,
@@ -693,7 +693,7 @@ def _response_follow_up(*, response: Response, touchpoint: Touchpoint, now) -> N
         )
     if response.category == Category.PROMOTER:
         referral_link_ensure(customer_id=response.customer_id, touchpoint=touchpoint, response=response)
-        transaction.on_commit(lambda: _enqueue("promoter_reward_task", response.pk), robust=True)
+        follow_ups.follow_up_on_commit("promoter_reward_task", response.pk)
     elif response.category == Category.DETRACTOR or touchpoint.open_cases_for_passives:
         case = FollowUpCase.objects.create(
             response=response,
@@ -702,7 +702,7 @@ def _response_follow_up(*, response: Response, touchpoint: Touchpoint, now) -> N
             opened_at=now,
             due_at=now + timedelta(hours=touchpoint.case_due_hours),
         )
-        transaction.on_commit(lambda: _enqueue("case_alert_task", case.pk), robust=True)
+        follow_ups.follow_up_on_commit("case_alert_task", case.pk)
         webhooks.webhook_event_emit(
             event="case.opened",
             data={**event_data, "id": case.pk, "response_id": response.pk, "status": case.status,

@@ -12,7 +12,7 @@ from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.db import close_old_connections
 
-from . import services, webhooks
+from . import follow_ups, services, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,11 @@ def promoter_reward_task(self, response_id: int) -> str:
 @shared_task
 def promoters_sweep() -> dict:
     return services.promoters_sweep()
+
+
+@shared_task
+def follow_ups_dispatch() -> int:
+    return follow_ups.follow_ups_dispatch()
 
 
 @shared_task(bind=True, max_retries=None)

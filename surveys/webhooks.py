@@ -17,10 +17,11 @@ import urllib.error
 import urllib.request
 from datetime import timedelta
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
+from . import follow_ups
 from .models import WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -55,16 +56,9 @@ def webhook_event_emit(*, event: str, data: dict) -> int:
     deliveries = WebhookDelivery.objects.bulk_create(
         [WebhookDelivery(endpoint_id=endpoint_id, event=event, payload=payload) for endpoint_id in endpoint_ids]
     )
-    ids = [delivery.pk for delivery in deliveries]
-
-    def enqueue():
-        from .tasks import webhook_deliver_task
-
-        for delivery_id in ids:
-            webhook_deliver_task.delay(delivery_id)
-
-    transaction.on_commit(enqueue, robust=True)
-    return len(ids)
+    for delivery in deliveries:
+        follow_ups.follow_up_on_commit("webhook_deliver_task", delivery.pk)
+    return len(deliveries)
 
 
 def _slack_escape(text: str) -> str:
@@ -162,12 +156,7 @@ def webhook_redeliver(*, delivery: WebhookDelivery) -> None:
         status=WebhookDelivery.Status.PENDING, next_attempt_at=timezone.now(), attempts=0, claimed_at=None
     )
 
-    def enqueue():
-        from .tasks import webhook_deliver_task
-
-        webhook_deliver_task.delay(delivery.pk)
-
-    transaction.on_commit(enqueue, robust=True)
+    follow_ups.follow_up_on_commit("webhook_deliver_task", delivery.pk)
 
 
 def webhooks_sweep() -> int:

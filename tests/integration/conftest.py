@@ -314,7 +314,9 @@ class WorkerPool:
 
     def start(self) -> CeleryWorker:
         log_path = Path(self.env["NPS_VAR_DIR"]) / f"celery-worker-{self.queue}-{len(self.workers) + 1}.log"
-        worker = CeleryWorker(queue=self.queue, env=self.env, log_path=log_path)
+        # What a worker publishes itself (a dispatch's or a sweep's tasks) goes to this queue too.
+        env = {**self.env, "CELERY_TASK_DEFAULT_QUEUE": self.queue}
+        worker = CeleryWorker(queue=self.queue, env=env, log_path=log_path)
         self.workers.append(worker)
         worker.wait_ready()
         return worker
