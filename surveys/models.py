@@ -221,8 +221,9 @@ class Invitation(models.Model):
 
 class Response(models.Model):
     invitation = models.OneToOneField(Invitation, on_delete=models.CASCADE, related_name="response")
-    # Denormalised from the invitation so that NPS aggregates need no join.
-    touchpoint = models.ForeignKey(Touchpoint, on_delete=models.PROTECT, related_name="responses")
+    # Denormalised from the invitation so that NPS aggregates need no join. Indexed by
+    # response_touchpoint_time_idx, which starts with it (every answer writes each index).
+    touchpoint = models.ForeignKey(Touchpoint, on_delete=models.PROTECT, related_name="responses", db_index=False)
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="responses")
     score = models.PositiveSmallIntegerField()
     category = models.CharField(max_length=10, choices=Category.choices)
@@ -233,8 +234,9 @@ class Response(models.Model):
     # only promoter rows where this is empty.
     coupon_settled_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
-    # Set for imported history: makes a re-import of the same file add nothing.
-    import_key = models.CharField(max_length=200, null=True, blank=True, unique=True, editable=False)
+    # Set for imported history: makes a re-import of the same file add nothing. Unique where
+    # set (a partial constraint below): answers from the survey page add no entry to its index.
+    import_key = models.CharField(max_length=200, null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -251,6 +253,9 @@ class Response(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(reason__length__lte=REASON_MAX_LENGTH), name="response_reason_max_length"
+            ),
+            models.UniqueConstraint(
+                fields=["import_key"], condition=Q(import_key__isnull=False), name="response_import_key_unique"
             ),
         ]
         indexes = [

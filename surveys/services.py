@@ -682,8 +682,10 @@ def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> 
 
 def _response_follow_up(*, response: Response, touchpoint: Touchpoint, now) -> None:
     """What an answer sets in motion, inside the answer's own transaction."""
-    event_data = webhooks.response_event_data(response)
-    webhooks.webhook_event_emit(event="response.created", data=event_data)
+    endpoints = webhooks.endpoints_by_event()  # one query for both events an answer can raise
+    event_data = webhooks.response_event_data(response) if endpoints else {}
+    if endpoints.get("response.created"):
+        webhooks.webhook_event_emit(event="response.created", data=event_data, endpoint_ids=endpoints["response.created"])
     if response.score >= 7:
         # A customer who had a follow-up case and now answers 7+ was won back.
         _execute(
@@ -692,7 +694,12 @@ def _response_follow_up(*, response: Response, touchpoint: Touchpoint, now) -> N
             [now, response.pk, response.customer_id, now],
         )
     if response.category == Category.PROMOTER:
-        referral_link_ensure(customer_id=response.customer_id, touchpoint=touchpoint, response=response)
+        # The customer's share link, made by their first promoter answer (one statement, no
+        # savepoint: a customer who has one keeps it). The thank-you page shows it.
+        ReferralLink.objects.bulk_create(
+            [ReferralLink(customer_id=response.customer_id, touchpoint=touchpoint, response=response)],
+            ignore_conflicts=True,
+        )
         follow_ups.follow_up_on_commit("promoter_reward_task", response.pk)
     elif response.category == Category.DETRACTOR or touchpoint.open_cases_for_passives:
         case = FollowUpCase.objects.create(
@@ -703,11 +710,13 @@ def _response_follow_up(*, response: Response, touchpoint: Touchpoint, now) -> N
             due_at=now + timedelta(hours=touchpoint.case_due_hours),
         )
         follow_ups.follow_up_on_commit("case_alert_task", case.pk)
-        webhooks.webhook_event_emit(
-            event="case.opened",
-            data={**event_data, "id": case.pk, "response_id": response.pk, "status": case.status,
-                  "due_at": case.due_at.isoformat()},
-        )
+        if endpoints.get("case.opened"):
+            webhooks.webhook_event_emit(
+                event="case.opened",
+                data={**event_data, "id": case.pk, "response_id": response.pk, "status": case.status,
+                      "due_at": case.due_at.isoformat()},
+                endpoint_ids=endpoints["case.opened"],
+            )
 
 
 def _enqueue(task_name: str, *args) -> None:

@@ -37,19 +37,28 @@ def webhook_backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 6 * 3600))
 
 
-def _subscribed_endpoint_ids(event: str) -> list[int]:
+def endpoints_by_event() -> dict[str, list[int]]:
+    """The active endpoints' ids, by the events they subscribed to."""
     # Written out rather than through the ORM: every survey answer asks this, and
     # compiling the ORM's query cost ten times running it (bench/http.py).
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id, events FROM {WebhookEndpoint._meta.db_table} WHERE is_active")
         rows = cursor.fetchall()
-    # PostgreSQL hands JSON to Django as text, SQLite too.
-    return [pk for pk, events in rows if event in (json.loads(events) if isinstance(events, str) else events)]
+    subscribed: dict[str, list[int]] = {}
+    for pk, events in rows:
+        # PostgreSQL hands JSON to Django as text, SQLite too.
+        for event in json.loads(events) if isinstance(events, str) else events:
+            subscribed.setdefault(event, []).append(pk)
+    return subscribed
 
 
-def webhook_event_emit(*, event: str, data: dict) -> int:
-    """Queue `event` for every active endpoint that subscribed to it. Call inside the change's transaction."""
-    endpoint_ids = _subscribed_endpoint_ids(event)
+def webhook_event_emit(*, event: str, data: dict, endpoint_ids: list[int] | None = None) -> int:
+    """Queue `event` for every active endpoint that subscribed to it. Call inside the change's transaction.
+
+    `endpoint_ids`: those subscribers, when the caller already looked them up.
+    """
+    if endpoint_ids is None:
+        endpoint_ids = endpoints_by_event().get(event, [])
     if not endpoint_ids:
         return 0
     payload = {"event": event, "created_at": timezone.now().isoformat(), "data": data}
