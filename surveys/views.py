@@ -9,7 +9,7 @@ from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -91,7 +91,7 @@ def _survey(request: HttpRequest, invitation) -> HttpResponse:
                 pass  # A double submit: the first answer stands, show its thank-you page.
             except services.InvitationExpired:
                 return render(request, "surveys/closed.html", {"invitation": invitation}, status=410)
-            return redirect("survey", token=token)
+            return HttpResponseRedirect(request.path)  # this page again: now the thank-you page
     else:
         services.invitation_mark_opened(invitation=invitation)
         preselected = _preselected_score(request)
