@@ -7,8 +7,8 @@ request used before:
 
 - survey GET:  GET /s/<token>/ (the form; marks the invitation opened)
 - survey POST: POST /s/<token>/ with a score and a reason (CSRF checked, rate
-  limited, the answer recorded by `services.response_submit`, its follow-up
-  tasks published to Redis on commit); a 302 to the thank-you page is success
+  limited, the answer recorded by `services.response_submit`, its follow-ups
+  handed to Redis on commit, surveys/follow_ups.py); a 302 to the thank-you page is success
 - *read*:  look up one invitation by its token, return a tiny page
 - *write*: that lookup plus one INSERT in a transaction
 
