@@ -502,3 +502,17 @@ def test_the_preselected_score_is_not_carried_over_to_the_next_customer(touchpoi
 
     assert checked_scores(preselected) == ["3"]
     assert checked_scores(plain) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_survey_page_still_opens_after_the_database_connection_is_replaced(client, touchpoint):
+    from django.db import connection
+
+    first, second = InvitationFactory.create_batch(2, touchpoint=touchpoint)
+    assert client.get(url(first)).status_code == 200
+    connection.close()  # a new connection: the lookup's prepared statement must be made again
+
+    page = client.get(url(second))
+
+    assert page.status_code == 200
+    assert form_action(page.content) == url(second)
