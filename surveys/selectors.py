@@ -1,14 +1,13 @@
 """Reads for the survey loop: what views, the API and admin need to show."""
 
 import re
-import weakref
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connections
 from django.db.models import Q, QuerySet
 from django.utils import timezone, translation
 
+from . import statements
 from .models import (
     DEFAULT_QUESTION,
     DEFAULT_REASON_PROMPT,
@@ -85,41 +84,19 @@ def _survey_query(connection) -> tuple:
     return _survey_queries[connection.vendor]
 
 
-_prepared_on = weakref.WeakKeyDictionary()  # database connection -> names of the statements prepared on it
-
-
-def _execute_prepared(cursor, raw_connection, name: str, sql: str, params: list) -> None:
-    """Run `sql` as a statement PostgreSQL planned once for this connection.
-
-    Planning the survey page's four-table join took PostgreSQL 0.45 ms on every
-    request, five times running it. Prepared statements belong to the session
-    (they outlive a rollback); behind a transaction-pooling proxy (PgBouncer)
-    they would not: connect directly, as the README's deployment does.
-    """
-    prepared = _prepared_on.setdefault(raw_connection, set())
-    if name not in prepared:
-        placeholders = iter(f"${n}" for n in range(1, len(params) + 1))
-        cursor.execute(f"PREPARE {name} AS " + re.sub("%s", lambda _match: next(placeholders), sql))
-        prepared.add(name)
-    cursor.execute(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})", params)
-
-
 def invitation_for_token(*, token: str) -> Invitation | None:
     """The invitation with its customer, touchpoint and answer (or None), in one query.
 
     Hand-written SQL rather than select_related(): every customer's survey page
-    starts here, and compiling the ORM query cost 8× running it (bench/http.py).
-    The instances are the ORM's own, with its converters applied.
+    starts here (see statements.py). The instances are the ORM's own, with its
+    converters applied.
     """
     if not _TOKEN.fullmatch(token or ""):
         return None
-    connection = connections[Invitation.objects.db]
+    connection = statements.connection_for(Invitation)
     sql, slices, converters = _survey_query(connection)
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            _execute_prepared(cursor, connection.connection, "lp_survey_invitation", sql, [token])
-        else:
-            cursor.execute(sql, [token])
+        statements.execute(cursor, connection, sql, [token])
         row = cursor.fetchone()
     if row is None:
         return None

@@ -13,16 +13,16 @@ import re
 import secrets
 import smtplib
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from . import emails, follow_ups, webhooks
+from . import emails, follow_ups, statements, webhooks
 from .models import (
     REASON_MAX_LENGTH,
     ApiKey,
@@ -494,17 +494,17 @@ def _invitation_mark_sent(invitation_id: int, *, sent_at, remind_after) -> None:
         " WHERE id = %s AND status = %s"
     )
     params = [Invitation.Status.SENT, sent_at, remind_after, invitation_id, Invitation.Status.SENDING]
-    connection = connections[Invitation.objects.db]
-    if connection.vendor != "postgresql":
-        _execute(update, params)
+    if statements.connection_for(Invitation).vendor != "postgresql":
+        statements.run(Invitation, update, params)
         return
     # Without waiting for the disk: waiting for each mark's commit was most of a sending worker's time
     # (bench/send_invitations.py). A worker killed after sending still finds its mark (PostgreSQL has
     # it), so a kill still costs at most one duplicate; only a crash of PostgreSQL itself can lose the
     # marks of its last fraction of a second (wal_writer_delay), whose emails are then sent once more.
     with transaction.atomic():
-        _execute("SET LOCAL synchronous_commit TO OFF", [])
-        _execute(update, params)
+        with statements.connection_for(Invitation).cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        statements.run(Invitation, update, params)
 
 
 def _invitation_finish(invitation_id: int, status: str, error: str) -> None:
@@ -537,53 +537,14 @@ def invitation_retry(*, invitation: Invitation) -> bool:
     return bool(updated)
 
 
-def _execute(sql: str, params: list) -> int:
-    """Run one hand-written statement; datetimes are adapted as the ORM would. Returns the rows changed.
-
-    For the few statements on the survey page and answer, which every customer
-    runs: there compiling the ORM's UPDATE cost more than running it (bench/http.py).
-    """
-    connection = connections[Invitation.objects.db]
-    params = [connection.ops.adapt_datetimefield_value(p) if isinstance(p, datetime) else p for p in params]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
-
-
-_insert_statements: dict[tuple, tuple] = {}
-
-
-def _insert(instance) -> None:
-    """INSERT a new model instance as save() would (field defaults and DB preparation included), then set its id.
-
-    For the rows every answer adds (the response, a detractor's case): compiling
-    the ORM's INSERT cost as much as running it (bench/http.py).
-    """
-    model = type(instance)
-    connection = connections[model.objects.db]
-    key = (model, connection.vendor)
-    if key not in _insert_statements:
-        fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-        placeholders = ", ".join(["%s"] * len(fields))
-        pk_column = connection.ops.quote_name(model._meta.pk.column)
-        _insert_statements[key] = (
-            fields, f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({placeholders}) RETURNING {pk_column}"
-        )
-    fields, sql = _insert_statements[key]
-    values = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        instance.pk = cursor.fetchone()[0]
-    instance._state.adding = False
-    instance._state.db = connection.alias
-
-
 def invitation_mark_opened(*, invitation: Invitation) -> None:
     if invitation.opened_at is not None:
         return
     now = timezone.now()
-    _execute(f"UPDATE {Invitation._meta.db_table} SET opened_at = %s WHERE id = %s AND opened_at IS NULL", [now, invitation.pk])
+    statements.run(
+        Invitation, f"UPDATE {Invitation._meta.db_table} SET opened_at = %s WHERE id = %s AND opened_at IS NULL",
+        [now, invitation.pk],
+    )
     invitation.opened_at = now
 
 
@@ -707,8 +668,10 @@ def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> 
                 created_at=now,
                 updated_at=now,
             )
-            _insert(response)
-            _execute(f"UPDATE {Invitation._meta.db_table} SET answered_at = %s WHERE id = %s", [now, invitation.pk])
+            statements.insert(response)
+            statements.run(
+                Invitation, f"UPDATE {Invitation._meta.db_table} SET answered_at = %s WHERE id = %s", [now, invitation.pk]
+            )
             _response_follow_up(response=response, touchpoint=invitation.touchpoint, now=now)
     except IntegrityError:
         if Response.objects.filter(invitation=invitation).exists():
@@ -725,7 +688,8 @@ def _response_follow_up(*, response: Response, touchpoint: Touchpoint, now) -> N
         webhooks.webhook_event_emit(event="response.created", data=event_data, endpoint_ids=endpoints["response.created"])
     if response.score >= 7:
         # A customer who had a follow-up case and now answers 7+ was won back.
-        _execute(
+        statements.run(
+            FollowUpCase,
             f"UPDATE {FollowUpCase._meta.db_table} SET won_back_at = %s, won_back_response_id = %s"
             " WHERE customer_id = %s AND won_back_at IS NULL AND opened_at < %s",
             [now, response.pk, response.customer_id, now],
@@ -746,7 +710,7 @@ def _response_follow_up(*, response: Response, touchpoint: Touchpoint, now) -> N
             opened_at=now,
             due_at=now + timedelta(hours=touchpoint.case_due_hours),
         )
-        _insert(case)
+        statements.insert(case)
         follow_ups.follow_up_on_commit("case_alert_task", case.pk)
         if endpoints.get("case.opened"):
             webhooks.webhook_event_emit(

@@ -17,11 +17,10 @@ import urllib.error
 import urllib.request
 from datetime import timedelta
 
-from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import follow_ups
+from . import follow_ups, statements
 from .models import WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -39,10 +38,10 @@ def webhook_backoff(attempts: int) -> timedelta:
 
 def endpoints_by_event() -> dict[str, list[int]]:
     """The active endpoints' ids, by the events they subscribed to."""
-    # Written out rather than through the ORM: every survey answer asks this, and
-    # compiling the ORM's query cost ten times running it (bench/http.py).
+    # Written out rather than through the ORM: every survey answer asks this (see statements.py).
+    connection = statements.connection_for(WebhookEndpoint)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id, events FROM {WebhookEndpoint._meta.db_table} WHERE is_active")
+        statements.execute(cursor, connection, f"SELECT id, events FROM {WebhookEndpoint._meta.db_table} WHERE is_active", [])
         rows = cursor.fetchall()
     subscribed: dict[str, list[int]] = {}
     for pk, events in rows:
