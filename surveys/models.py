@@ -428,16 +428,18 @@ class FollowUpCase(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="cases")
     touchpoint = models.ForeignKey(Touchpoint, on_delete=models.PROTECT, related_name="cases")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    # The columns empty when a case opens are indexed only where set (partial indexes below):
+    # every detractor's answer opens a case, and each index is one more write.
     assignee = models.ForeignKey(
-        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="assigned_cases"
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="assigned_cases", db_index=False
     )
     opened_at = models.DateTimeField(default=timezone.now)
     due_at = models.DateTimeField()
     contacted_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
-    won_back_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    won_back_at = models.DateTimeField(null=True, blank=True)
     won_back_response = models.ForeignKey(
-        Response, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        Response, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
     alert_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
     alert_sent_at = models.DateTimeField(null=True, blank=True)
@@ -450,7 +452,16 @@ class FollowUpCase(models.Model):
             # Covering indexes: the dashboard's follow-up figures read no table rows on PostgreSQL.
             models.Index(fields=["opened_at"], include=["status", "touchpoint"], name="case_opened_cover_idx"),
             models.Index(
-                fields=["resolved_at"], include=["opened_at", "status", "touchpoint"], name="case_resolved_cover_idx"
+                fields=["resolved_at"],
+                include=["opened_at", "status", "touchpoint"],
+                condition=Q(resolved_at__isnull=False),
+                name="case_resolved_cover_idx",
+            ),
+            models.Index(fields=["assignee"], condition=Q(assignee__isnull=False), name="case_assignee_idx"),
+            models.Index(fields=["won_back_at"], condition=Q(won_back_at__isnull=False), name="case_won_back_idx"),
+            models.Index(
+                fields=["won_back_response"], condition=Q(won_back_response__isnull=False),
+                name="case_won_back_response_idx",
             ),
         ]
 
