@@ -30,7 +30,7 @@ _POP_BATCH = 500
 
 
 def _key() -> str:
-    return f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:follow-ups"
+    return redis_store.key("follow-ups")
 
 
 def _publish(task_name: str, object_id: int) -> None:

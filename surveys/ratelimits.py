@@ -45,13 +45,12 @@ def parse_rate(rate: str) -> tuple[int, int]:
 def _hits(counters: list[tuple[str, str, str]]) -> list[bool]:
     """Advance each (group, key, rate) counter by one; for each, whether it is now over its rate."""
     now = int(time.time())
-    prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
     windows = []
     for group, key, rate in counters:
         limit, period = parse_rate(rate)
         # Hashed: keys can be addresses or tokens, which have no business in Redis in the clear.
         digest = hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
-        windows.append((f"{prefix}:rl:{group}:{period}:{now // period}:{digest}", limit, period))
+        windows.append((redis_store.key(f"rl:{group}:{period}:{now // period}:{digest}"), limit, period))
     client = redis_store.client()
     if client is not None:
         pipeline = client.pipeline(transaction=False)

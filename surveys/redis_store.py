@@ -15,3 +15,8 @@ def _client_for(url: str) -> redis.Redis:
 def client() -> redis.Redis | None:
     """None without CACHE_URL (development, tests): callers fall back to what works without Redis."""
     return _client_for(settings.CACHE_URL) if settings.CACHE_URL else None
+
+
+def key(name: str) -> str:
+    """`name` under this deployment's prefix (CACHE_KEY_PREFIX), as Django's cache prefixes its own keys."""
+    return f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:{name}"

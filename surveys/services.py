@@ -695,12 +695,8 @@ def _response_follow_up(*, response: Response, touchpoint: Touchpoint, now) -> N
             [now, response.pk, response.customer_id, now],
         )
     if response.category == Category.PROMOTER:
-        # The customer's share link, made by their first promoter answer (one statement, no
-        # savepoint: a customer who has one keeps it). The thank-you page shows it.
-        ReferralLink.objects.bulk_create(
-            [ReferralLink(customer_id=response.customer_id, touchpoint=touchpoint, response=response)],
-            ignore_conflicts=True,
-        )
+        # The customer's share link, made by their first promoter answer; the thank-you page shows it.
+        referral_link_add(customer_id=response.customer_id, touchpoint=touchpoint, response=response)
         follow_ups.follow_up_on_commit("promoter_reward_task", response.pk)
     elif response.category == Category.DETRACTOR or touchpoint.open_cases_for_passives:
         case = FollowUpCase(
@@ -906,15 +902,19 @@ def coupon_redeem(*, code: str) -> Coupon:
 # --- Referrals -------------------------------------------------------------------
 
 
+def referral_link_add(*, customer_id: int, touchpoint: Touchpoint, response: Response | None = None) -> None:
+    """Give the customer a share link unless they have one: one statement, no savepoint."""
+    ReferralLink.objects.bulk_create(
+        [ReferralLink(customer_id=customer_id, touchpoint=touchpoint, response=response)], ignore_conflicts=True
+    )
+
+
 def referral_link_ensure(*, customer_id: int, touchpoint: Touchpoint, response: Response | None = None) -> ReferralLink:
     link = ReferralLink.objects.filter(customer_id=customer_id).first()
-    if link is not None:
-        return link
-    try:
-        with transaction.atomic():
-            return ReferralLink.objects.create(customer_id=customer_id, touchpoint=touchpoint, response=response)
-    except IntegrityError:
-        return ReferralLink.objects.get(customer_id=customer_id)
+    if link is None:
+        referral_link_add(customer_id=customer_id, touchpoint=touchpoint, response=response)
+        link = ReferralLink.objects.get(customer_id=customer_id)
+    return link
 
 
 def _keyed_hash(value: str) -> str:
