@@ -16,37 +16,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-# bench/http.py shares its name with the standard library's `http` package: keep bench/ off the import path.
+# `python bench/X.py` puts bench/ first on the import path: put the project root there instead, so that
+# bench._common and the project import, and bench/http.py does not hide the standard library's `http`.
 if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
+
+from bench._common import bench_database_url, machine, recreate_database
+
 BENCH_DB = "lp_bench_dashboard"
-
-
-def bench_database_url() -> str:
-    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    if not base.startswith(("postgres://", "postgresql://")):
-        sys.exit("bench/dashboard.py needs DATABASE_URL pointing at PostgreSQL.")
-    parts = urlsplit(base)
-    return urlunsplit(parts._replace(path="/" + BENCH_DB))
 
 
 def manage(*args: str, env: dict) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
-
-
-def recreate_database(url: str) -> None:
-    import psycopg2
-
-    parts = urlsplit(url)
-    admin = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")))
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
-        cursor.execute(f"CREATE DATABASE {BENCH_DB}")
-    admin.close()
 
 
 def median_ms(action, repeat: int) -> float:
@@ -123,12 +107,12 @@ def main() -> None:
         measure_here(args.measure)
         return
 
-    url = bench_database_url()
+    url = bench_database_url(BENCH_DB)
     env = {**os.environ, "DATABASE_URL": url, "DEBUG": "1", "DJANGO_SETTINGS_MODULE": "nps_app.settings"}
     os.environ.update(env)
     recreate_database(url)
     manage("migrate", "--noinput", "-v0", env=env)
-    print(f"Machine: {os.cpu_count()} CPUs, PostgreSQL at {urlsplit(url).hostname}; 10 touchpoints, two years of answers")
+    print(f"Machine: {machine()}, PostgreSQL at {urlsplit(url).hostname}; 10 touchpoints, two years of answers")
 
     began = time.monotonic()
     manage("seed_demo", "--responses", str(args.small), "--touchpoints", "10", "--days", "730", env=env)

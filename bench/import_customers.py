@@ -22,48 +22,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-# bench/http.py shares its name with the standard library's `http` package: keep bench/ off the import path.
+# `python bench/X.py` puts bench/ first on the import path: put the project root there instead, so that
+# bench._common and the project import, and bench/http.py does not hide the standard library's `http`.
 if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
+
+from bench._common import bench_database_url, machine, recreate_database
+
 BENCH_DB = "lp_bench_import"
 SMALL_ROWS = 10_000
 MEDIUM_ROWS = 100_000
 LOCALES = ["", "en", "es", "de", "", "", "es", "", "de", ""]
-
-
-def machine() -> str:
-    """CPU count and model, and memory, as Linux reports them."""
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return f"{os.cpu_count()} CPUs ({model})"
-    return f"{os.cpu_count()} CPUs ({model}), {memory_kib / 2**20:.0f} GiB RAM"
-
-
-def bench_database_url() -> str:
-    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    if not base.startswith(("postgres://", "postgresql://")):
-        sys.exit("bench/import_customers.py needs DATABASE_URL pointing at PostgreSQL.")
-    return urlunsplit(urlsplit(base)._replace(path="/" + BENCH_DB))
-
-
-def recreate_database(url: str) -> None:
-    import psycopg2
-
-    admin = psycopg2.connect(urlunsplit(urlsplit(url)._replace(path="/postgres")))
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
-        cursor.execute(f"CREATE DATABASE {BENCH_DB}")
-    admin.close()
 
 
 def write_csv(path: Path, rows: int) -> None:
@@ -128,7 +100,7 @@ def main() -> None:
     parser.add_argument("--send", action="store_true", help="also invite every imported customer")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    url = bench_database_url()
+    url = bench_database_url(BENCH_DB)
     if args.measure:
         measure_import(Path(args.measure), env=os.environ.copy(), send=args.send)
         return

@@ -32,39 +32,21 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-# bench/http.py shares its name with the standard library's `http` package: keep bench/ off the import path.
+# `python bench/X.py` puts bench/ first on the import path: put the project root there instead, so that
+# bench._common and the project import, and bench/http.py does not hide the standard library's `http`.
 if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
+
+from bench._common import SinkHandler, bench_database_url, free_port, machine, recreate_database, start_sink
+
 BENCH_DB = "lp_bench_send"
 TARGET_RATIO = 0.5
 SITE_URL = "https://surveys.example.com"
-
-
-def machine() -> str:
-    """CPU count and model, and memory, as Linux reports them."""
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return f"{os.cpu_count()} CPUs ({model})"
-    return f"{os.cpu_count()} CPUs ({model}), {memory_kib / 2**20:.0f} GiB RAM"
-
-
-def bench_database_url() -> str:
-    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    if not base.startswith(("postgres://", "postgresql://")):
-        sys.exit("bench/send_invitations.py needs DATABASE_URL pointing at PostgreSQL.")
-    return urlunsplit(urlsplit(base)._replace(path="/" + BENCH_DB))
 
 
 def broker_url() -> str:
@@ -74,64 +56,7 @@ def broker_url() -> str:
     return url
 
 
-def recreate_database(url: str) -> None:
-    import psycopg2
-
-    admin = psycopg2.connect(urlunsplit(urlsplit(url)._replace(path="/postgres")))
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
-        cursor.execute(f"CREATE DATABASE {BENCH_DB}")
-    admin.close()
-
-
 # --- The SMTP sink ---------------------------------------------------------------------
-
-
-class SinkHandler:
-    """Counts messages and the connections that greeted it; keeps no content."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.messages = 0
-        self.connections = 0
-
-    def reset(self) -> None:
-        with self.lock:
-            self.messages = 0
-            self.connections = 0
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        session.host_name = hostname
-        with self.lock:
-            self.connections += 1
-        return responses
-
-    async def handle_HELO(self, server, session, envelope, hostname):
-        session.host_name = hostname
-        with self.lock:
-            self.connections += 1
-        return f"250 {server.hostname}"
-
-    async def handle_DATA(self, server, session, envelope):
-        with self.lock:
-            self.messages += 1
-        return "250 Message accepted for delivery"
-
-
-def start_sink():
-    from aiosmtpd.controller import Controller
-
-    handler = SinkHandler()
-    # port=0 would not tell us the port; ask the kernel for a free one first.
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    return controller, handler, port
 
 
 def wait_for_messages(handler: SinkHandler, count: int, *, timeout: float, worker=None) -> float:
@@ -303,9 +228,7 @@ def profile_one_batch(size: int) -> None:
     from surveys import services
     from surveys.models import Customer, Invitation, Touchpoint
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     sink = subprocess.Popen(
         [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}", "-c", "aiosmtpd.handlers.Sink"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -460,7 +383,7 @@ def main() -> None:
         return
 
     load_at_start = os.getloadavg()[0]
-    url = bench_database_url()
+    url = bench_database_url(BENCH_DB)
     broker = broker_url()
     recreate_database(url)
     controller, sink, port = start_sink()
