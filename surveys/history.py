@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from . import services
-from .imports import _NOT_UTF8, ImportFileError, _open_text
+from .imports import _NOT_UTF8, ImportFileError, UnreadableLine, _open_text, rows_in_chunks
 from .models import REASON_MAX_LENGTH, Category, Invitation, Response, StatsWatermark, Touchpoint
 
 # Header names seen in exports, lower-cased, mapped to what they mean here.
@@ -124,27 +124,15 @@ def responses_import(
         if on_error:
             on_error(message)
 
-    rows = iter(reader)
-    while True:
-        chunk = []
-        try:
-            for _ in range(CHUNK_ROWS):
-                # Where the row starts: a quoted comment may carry it over several lines.
-                line = reader.line_num + 2  # the header, read apart, is line 1
-                values = next(rows)
-                chunk.append((line, values))
-        except StopIteration:
-            pass
-        except (csv.Error, UnicodeDecodeError) as exc:
-            fail(reader.line_num + 1, f"cannot be read ({exc}); the rest of the file was not read")
-            rows = iter(())
-        if not chunk:
-            break
-        with transaction.atomic():
-            for line, values in chunk:
-                _import_row(line, values, header, touchpoint, touchpoints, summary, fail)
-            if dry_run:
-                transaction.set_rollback(True)
+    try:
+        for chunk in rows_in_chunks(reader, size=CHUNK_ROWS):
+            with transaction.atomic():
+                for line, values in chunk:
+                    _import_row(line, values, header, touchpoint, touchpoints, summary, fail)
+                if dry_run:
+                    transaction.set_rollback(True)
+    except UnreadableLine as exc:
+        fail(exc.line, f"cannot be read ({exc.cause}); the rest of the file was not read")
     if not dry_run and summary.imported:
         # Count the imported days in the dashboard's rollup right away.
         watermark = StatsWatermark.objects.filter(pk=1).values_list("rolled_until", flat=True).first()

@@ -18,6 +18,7 @@ import io
 import re
 import sqlite3
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from django import forms
@@ -116,6 +117,43 @@ def _reader(text) -> tuple[csv.reader, list[str]]:
     return csv.reader(text, delimiter=delimiter), header
 
 
+class UnreadableLine(Exception):
+    """The file cannot be read from `line` on: broken CSV (`cause` a csv.Error) or text that does not decode."""
+
+    def __init__(self, line: int, cause: Exception):
+        super().__init__(line, cause)
+        self.line = line
+        self.cause = cause
+
+
+def rows_in_chunks(reader, *, size: int) -> Iterator[list[tuple[int, list[str]]]]:
+    """The rows after the header in lists of up to `size` (line, values), each with the line it starts on.
+
+    Where the file stops being readable, the rows before that line are yielded
+    first, then UnreadableLine is raised: the caller reports it after them, in line order.
+    """
+    rows = iter(reader)
+    while True:
+        chunk, unreadable = [], None
+        try:
+            for _ in range(size):
+                # Where the row starts: a quoted field may carry it over several lines.
+                line = reader.line_num + 2  # the header, read apart, is line 1
+                chunk.append((line, next(rows)))
+        except StopIteration:
+            pass
+        except csv.Error as exc:
+            unreadable = UnreadableLine(reader.line_num + 1, exc)  # the csv module had read the line at fault
+        except UnicodeDecodeError as exc:
+            unreadable = UnreadableLine(reader.line_num + 2, exc)  # the line at fault never reached the csv module
+        if chunk:
+            yield chunk
+        if unreadable is not None:
+            raise unreadable from unreadable.cause
+        if len(chunk) < size:
+            return  # the end of the file
+
+
 class _LinesSeen:
     """The first line of each address and external id met in the file so far.
 
@@ -175,30 +213,14 @@ def customers_import(
 
     seen = _LinesSeen()
     try:
-        rows = iter(reader)
-        unreadable = None
-        while unreadable is None:
-            chunk = []
-            try:
-                for _ in range(CHUNK_ROWS):
-                    # Where the row starts: a quoted field may carry it over several lines.
-                    line = reader.line_num + 2  # the header, read apart, is line 1
-                    values = next(rows)
-                    chunk.append((line, values))
-            except StopIteration:
-                pass
-            except csv.Error as exc:
-                # Reported once the rows read before it are in, in line order.
-                unreadable = (reader.line_num + 1, f"cannot be read as CSV ({exc}); the rest of the file was not read")
-            if not chunk:
-                break
+        for chunk in rows_in_chunks(reader, size=CHUNK_ROWS):
             errors = _import_chunk(chunk, header, touchpoint, send, dry_run, summary, seen)
             for line, reason in sorted(errors):
                 fail(line, reason)
             if on_progress:
                 on_progress(summary.rows)
-        if unreadable is not None:
-            fail(*unreadable)
+    except UnreadableLine as exc:
+        fail(exc.line, f"cannot be read as CSV ({exc.cause}); the rest of the file was not read")
     finally:
         seen.close()
     return summary

@@ -185,6 +185,26 @@ def test_nul_characters_are_reported_by_line_not_a_crash(touchpoint, csv_file):
     assert [email for email, *_ in imported()] == ["dan@example.com"]
 
 
+def test_rows_before_a_line_that_cannot_be_read_are_imported_and_the_line_reported_last(touchpoint, csv_file):
+    huge = "x" * 200_000  # more than the csv module accepts in one field
+    content = (
+        "email,score,created_at,comment\n"
+        "ann@example.com,9,2024-05-01,fine\n"
+        "bob@example.com,11,2024-05-01,too high\n"
+        f"cat@example.com,8,2024-05-01,{huge}\n"
+        "dan@example.com,9,2024-05-01,never read\n"
+    )
+
+    status, _, stderr = run(csv_file(content), "--touchpoint", "web")
+
+    assert status == 1
+    lines = stderr.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["line 3", "line 4"]
+    assert lines[1].startswith("line 4: cannot be read (field larger than field limit")
+    assert lines[1].endswith("the rest of the file was not read")
+    assert [email for email, *_ in imported()] == ["ann@example.com"]
+
+
 def test_a_latin1_header_is_refused_as_a_whole(touchpoint, csv_file):
     with pytest.raises(CommandError, match="line 1: the file is not UTF-8"):
         run(csv_file(b"e-mail,score,comment,cr\xe9\xe9 le\nann@example.com,9,,2024-05-01\n"), "--touchpoint", "web")

@@ -1,5 +1,7 @@
 """customers_import: the CSV of customers, row by row, as the command and the admin upload run it."""
 
+import codecs
+import csv
 import io
 
 import pytest
@@ -247,6 +249,22 @@ def test_rows_read_before_a_line_that_cannot_be_read_are_imported(touchpoint):
     assert len(errors) == 1
     assert errors[0].startswith("line 4: ")
     assert "the rest of the file was not read" in errors[0]
+
+
+def test_text_that_stops_decoding_stops_the_reading_at_its_own_line_after_the_rows_before_it():
+    """The import decodes leniently and reports a non-UTF-8 row itself (above); a stream that decodes
+    strictly stops the reading at the line at fault, with the line number, instead of a traceback."""
+    strict = codecs.getreader("utf-8")(io.BytesIO(
+        b'email,name\nana@example.com,Ana\nbob@example.com,"Bob\nSmith"\ncarl@example.com,Jos\xe9\ndan@example.com,Dan\n'
+    ))
+    strict.readline()
+    chunks = imports.rows_in_chunks(csv.reader(strict), size=10)
+
+    assert next(chunks) == [(2, ["ana@example.com", "Ana"]), (3, ["bob@example.com", "Bob\nSmith"])]
+    with pytest.raises(imports.UnreadableLine) as unreadable:
+        next(chunks)
+    assert unreadable.value.line == 5
+    assert isinstance(unreadable.value.cause, UnicodeDecodeError)
 
 
 # --- Creating and updating ----------------------------------------------------------------
