@@ -99,6 +99,9 @@ def _reader(text) -> tuple[csv.reader, list[str]]:
     header_line = text.readline()
     if _NOT_UTF8.search(header_line):
         raise ImportFileError("line 1: the file is not UTF-8 text")
+    if "\x00" in header_line:
+        # UTF-16 without a byte order mark decodes as UTF-8, with a NUL after every letter.
+        raise ImportFileError("line 1: the header contains a NUL character")
     if not header_line.strip():
         raise ImportFileError("line 1: the file is empty; the first line must be a header such as email,name")
     delimiter = ";" if header_line.count(";") > header_line.count(",") else ","

@@ -137,6 +137,15 @@ def test_it_refuses_a_file_that_is_not_utf8_from_its_first_line(touchpoint):
     assert not Customer.objects.exists()
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_it_refuses_utf16_without_a_byte_order_mark_as_the_history_import_does(touchpoint, encoding):
+    with pytest.raises(imports.ImportFileError) as refused:
+        _import("email,name\nana@example.com,Ana\n".encode(encoding), touchpoint)
+
+    assert str(refused.value) == "line 1: the header contains a NUL character"
+    assert not Customer.objects.exists()
+
+
 # --- Bad rows -----------------------------------------------------------------------------
 
 
