@@ -6,7 +6,7 @@ rate-limit counters) and loaded with wrk, each request on a survey token no
 request used before:
 
 - survey GET:  GET /s/<token>/ (the form; marks the invitation opened)
-- survey POST: POST /s/<token>/ with a score and a reason (CSRF checked, rate
+- survey POST: POST /s/<token>/ with a score and a reason (no cookie, rate
   limited, the answer recorded by `services.response_submit`, its follow-ups
   handed to Redis on commit, surveys/follow_ups.py); a 302 to the thank-you page is success
 - *read*:  look up one invitation by its token, return a tiny page
@@ -48,7 +48,6 @@ if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
 import argparse
 import os
 import platform
-import re
 import secrets
 import shutil
 import signal
@@ -173,11 +172,6 @@ def seed(pools: dict[str, int]) -> dict[str, Path]:
     return files
 
 
-def first_token(path: Path) -> str:
-    with path.open() as tokens:
-        return tokens.readline().strip()
-
-
 # --- Server --------------------------------------------------------------------------------
 
 
@@ -225,30 +219,16 @@ def wait_until_serving(base: str, process: subprocess.Popen) -> None:
     sys.exit("gunicorn did not start serving within 60 s")
 
 
-def csrf_pair(base: str, token: str) -> tuple[str, str]:
-    """One csrftoken cookie and a matching form value, from one survey page: valid for every form."""
-    with urllib.request.urlopen(f"{base}/s/{token}/", timeout=10) as response:
-        cookies = response.headers.get_all("Set-Cookie") or []
-        page = response.read().decode()
-    cookie = next(
-        (match.group(1) for header in cookies if (match := re.match(r"csrftoken=([^;]+)", header))), None
-    )
-    value = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-    if cookie is None or value is None:
-        sys.exit("The survey page set no CSRF cookie or form token.")
-    return cookie, value.group(1)
-
-
 # --- Load ----------------------------------------------------------------------------------
 
 
 def wrk(base: str, *, mode: str, tokens: Path, seconds: float, connections: int, threads: int,
-        csrf: tuple[str, str], delay_ms: int = 0, warmup: bool = False) -> dict:
+        delay_ms: int = 0, warmup: bool = False) -> dict:
     out = VAR / f"wrk-{mode}.out"
     env = {
         **os.environ,
         "BENCH_MODE": mode, "BENCH_TOKENS": str(tokens), "BENCH_THREADS": str(threads),
-        "BENCH_CSRF_COOKIE": csrf[0], "BENCH_CSRF_VALUE": csrf[1], "BENCH_DELAY_MS": str(delay_ms),
+        "BENCH_DELAY_MS": str(delay_ms),
         "BENCH_OUT": str(out), "BENCH_WARMUP": "1" if warmup else "0",
     }
     subprocess.run(
@@ -442,9 +422,9 @@ def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(seconds - before.get(pid, 0) for pid, seconds in after.items())
 
 
-def load_runs(args, base: str, files: dict, csrf: tuple[str, str], gunicorn_pid: int) -> tuple[bool, bool]:
+def load_runs(args, base: str, files: dict, gunicorn_pid: int) -> tuple[bool, bool]:
     """Returns (every target met, nothing lost and no errors)."""
-    load = {"connections": args.connections, "threads": args.threads, "csrf": csrf}
+    load = {"connections": args.connections, "threads": args.threads}
     if args.warmup:
         # Every worker compiles its templates and opens its connections before anything is timed.
         for _, mode, _, _ in SCENARIOS:
@@ -510,7 +490,7 @@ def load_runs(args, base: str, files: dict, csrf: tuple[str, str], gunicorn_pid:
     return ok and correct, correct
 
 
-def soak_run(args, base: str, env: dict, files: dict, csrf: tuple[str, str], gunicorn_pid: int) -> bool:
+def soak_run(args, base: str, env: dict, files: dict, gunicorn_pid: int) -> bool:
     """Returns whether nothing was lost and no request failed; the memory figures are printed."""
     purge_redis()  # the load runs' tasks: the worker's backlog should be the soak's own
     worker = start(
@@ -530,7 +510,7 @@ def soak_run(args, base: str, env: dict, files: dict, csrf: tuple[str, str], gun
               f"{args.soak_connections} connections, a Celery worker (prefork, 2 processes) consuming the tasks")
         sampler.start()
         figures = wrk(base, mode="mix", tokens=files["soak"], seconds=args.soak, connections=args.soak_connections,
-                      threads=1, csrf=csrf, delay_ms=delay_ms)
+                      threads=1, delay_ms=delay_ms)
         sampler.halt.set()
         sampler.join()
         backlog = queue_length()
@@ -554,7 +534,7 @@ def soak_run(args, base: str, env: dict, files: dict, csrf: tuple[str, str], gun
     return ok
 
 
-def profile_run(args, base: str, files: dict, csrf: tuple[str, str], gunicorn_pid: int) -> None:
+def profile_run(args, base: str, files: dict, gunicorn_pid: int) -> None:
     """Sample the gunicorn workers with py-spy while the survey page, then the answer, are loaded."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
@@ -568,7 +548,7 @@ def profile_run(args, base: str, files: dict, csrf: tuple[str, str], gunicorn_pi
         )
         time.sleep(1)
         figures = wrk(base, mode=mode, tokens=files[f"profile-{mode}"], seconds=args.duration,
-                      connections=args.connections, threads=args.threads, csrf=csrf)
+                      connections=args.connections, threads=args.threads)
         recorder.wait()
         print(f"\nProfile of survey {mode.upper()} ({figures['rps']:.0f} requests/s while sampled): share of the "
               "workers' CPU samples taken in a request that fall in each function (callees included)")
@@ -656,7 +636,7 @@ def main() -> None:
     print(machine())
     print(server_description(args))
 
-    pools = {"csrf": 1}
+    pools = {}
     if not args.soak_only:
         pools["warmup"] = int(args.warmup * args.tokens_per_second)
         for _, _, pool, _ in SCENARIOS:
@@ -674,13 +654,12 @@ def main() -> None:
     met = correct = True
     try:
         wait_until_serving(base, server)
-        csrf = csrf_pair(base, first_token(files["csrf"]))
         if not args.soak_only:
-            met, correct = load_runs(args, base, files, csrf, server.pid)
+            met, correct = load_runs(args, base, files, server.pid)
         if args.profile:
-            profile_run(args, base, files, csrf, server.pid)
+            profile_run(args, base, files, server.pid)
         if args.soak:
-            correct &= soak_run(args, base, env, files, csrf, server.pid)
+            correct &= soak_run(args, base, env, files, server.pid)
     finally:
         stop(server)
         purge_redis()

@@ -84,20 +84,31 @@ def _survey_query(connection) -> tuple:
     return _survey_queries[connection.vendor]
 
 
-def invitation_for_token(*, token: str) -> Invitation | None:
+def invitation_for_token(*, token: str, mark_opened_at=None) -> Invitation | None:
     """The invitation with its customer, touchpoint and answer (or None), in one query.
 
     Hand-written SQL rather than select_related(): every customer's survey page
     starts here (see statements.py). The instances are the ORM's own, with its
     converters applied.
+
+    With `mark_opened_at` (the survey page, not the answer) the invitation is
+    also marked opened then, if it is still open: unanswered, unexpired and
+    not opened before. On PostgreSQL that UPDATE rides in the same statement,
+    so the page costs one round trip; its SELECT reads the row as it was.
     """
     if not _TOKEN.fullmatch(token or ""):
         return None
     connection = statements.connection_for(Invitation)
     sql, slices, converters = _survey_query(connection)
+    params = [token]
+    in_one_statement = mark_opened_at is not None and connection.vendor == "postgresql"
+    if in_one_statement:
+        sql, params = f"WITH opened AS ({_MARK_OPENED}) {sql}", [mark_opened_at, token, mark_opened_at, token]
     with connection.cursor() as cursor:
-        statements.execute(cursor, connection, sql, [token])
+        statements.execute(cursor, connection, sql, params)
         row = cursor.fetchone()
+        if mark_opened_at is not None and not in_one_statement and row is not None:
+            statements.execute(cursor, connection, _MARK_OPENED, [mark_opened_at, token, mark_opened_at])
     if row is None:
         return None
     invitation_part, customer_part, touchpoint_part, response_part = _SURVEY_PARTS
@@ -111,7 +122,17 @@ def invitation_for_token(*, token: str) -> Invitation | None:
             invitation, invitation.customer, invitation.touchpoint
         )
     Invitation.response.related.set_cached_value(invitation, response)
+    if mark_opened_at is not None and invitation.opened_at is None and response is None \
+            and not invitation.is_expired(mark_opened_at):
+        invitation.opened_at = mark_opened_at  # as _MARK_OPENED just did in the database
     return invitation
+
+
+# Params: opened at, token, now (the same time).
+_MARK_OPENED = (
+    f"UPDATE {Invitation._meta.db_table} SET opened_at = %s"
+    " WHERE token = %s AND opened_at IS NULL AND answered_at IS NULL AND expires_at > %s"
+)
 
 
 def response_for_invitation(*, invitation: Invitation) -> Response | None:

@@ -22,7 +22,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from . import emails, follow_ups, statements, webhooks
+from . import emails, follow_ups, selectors, statements, webhooks
 from .models import (
     REASON_MAX_LENGTH,
     ApiKey,
@@ -537,15 +537,9 @@ def invitation_retry(*, invitation: Invitation) -> bool:
     return bool(updated)
 
 
-def invitation_mark_opened(*, invitation: Invitation) -> None:
-    if invitation.opened_at is not None:
-        return
-    now = timezone.now()
-    statements.run(
-        Invitation, f"UPDATE {Invitation._meta.db_table} SET opened_at = %s WHERE id = %s AND opened_at IS NULL",
-        [now, invitation.pk],
-    )
-    invitation.opened_at = now
+def invitation_open(*, token: str) -> Invitation | None:
+    """The survey page's invitation (as `selectors.invitation_for_token`), marked opened in the same statement."""
+    return selectors.invitation_for_token(token=token, mark_opened_at=timezone.now())
 
 
 def invitations_sweep() -> dict[str, int]:

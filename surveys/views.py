@@ -5,16 +5,14 @@ never records an answer (mail scanners follow every link in an email).
 """
 
 import secrets
-from functools import lru_cache
+from functools import lru_cache, wraps
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils import translation
-from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -53,10 +51,41 @@ def _thanks(request, invitation, response, status=200):
     )
 
 
-@never_cache
+def _private(view):
+    """Like Django's never_cache, with its headers written once: no browser or proxy keeps these pages.
+
+    (never_cache formats an Expires date for HTTP/1.0 caches on every response; the
+    survey page is the busiest response there is.)
+    """
+
+    @wraps(view)
+    def private_view(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        response.headers.setdefault("Cache-Control", _PRIVATE_CACHE_CONTROL)
+        response.headers.setdefault("Expires", _EXPIRED)
+        return response
+
+    return private_view
+
+
+_PRIVATE_CACHE_CONTROL = "max-age=0, no-cache, no-store, must-revalidate, private"
+_EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+# No CSRF check and no CSRF cookie: CSRF guards the credentials a browser sends
+# by itself (a session cookie), and the survey has none. Its only credential is
+# the unguessable token in the URL, which a forging site would have to know, and
+# then it could answer without anyone's browser. So the survey page sets no
+# cookie at all (as the RFC 8058 unsubscribe below).
+@csrf_exempt
+@_private
 @require_http_methods(["GET", "HEAD", "POST"])
 def survey(request: HttpRequest, token: str) -> HttpResponse:
-    invitation = selectors.invitation_for_token(token=token)
+    if request.method == "POST":
+        invitation = selectors.invitation_for_token(token=token)
+    else:
+        # Opening the page marks the invitation opened (a GET never records an answer).
+        invitation = services.invitation_open(token=token)
     if invitation is None:
         return page_not_found(request, None, message="This survey link is not valid. Please check the link in your email.")
     # The customer's language, whatever the browser says: the same as their emails.
@@ -93,7 +122,6 @@ def _survey(request: HttpRequest, invitation) -> HttpResponse:
                 return render(request, "surveys/closed.html", {"invitation": invitation}, status=410)
             return HttpResponseRedirect(request.path)  # this page again: now the thank-you page
     else:
-        services.invitation_mark_opened(invitation=invitation)
         preselected = _preselected_score(request)
         if preselected is not None:
             _, form_kwargs["reason_prompt"] = selectors.touchpoint_wording(
@@ -103,21 +131,20 @@ def _survey(request: HttpRequest, invitation) -> HttpResponse:
     return render(request, "surveys/survey.html", {"invitation": invitation, "form": form})
 
 
-# Stand-ins for the two parts of a fresh survey page that differ per customer and request.
+# Stand-in for the one part of a fresh survey page that differs per customer.
 _TOKEN_SLOT = f"token{secrets.token_hex(16)}"
-_CSRF_SLOT = f"csrf{secrets.token_hex(16)}"
 
 
 @lru_cache(maxsize=256)
 def _survey_page_html(language: str, touchpoint_name: str, question: str, reason_prompt: str, selected) -> str:
     form = SurveyResponseForm(initial={"score": selected}, question=question, reason_prompt=reason_prompt)
     context = {"invitation": {"token": _TOKEN_SLOT, "touchpoint": {"name": touchpoint_name}}, "form": form,
-               "csrf_token": _CSRF_SLOT, "company_name": settings.NPS_COMPANY_NAME}
+               "company_name": settings.NPS_COMPANY_NAME}
     return render_to_string("surveys/survey.html", context)
 
 
 def _survey_page(request: HttpRequest, invitation, *, question: str, reason_prompt: str, preselected) -> HttpResponse:
-    """A fresh survey page: rendered once per wording and language, then only the token and CSRF token differ.
+    """A fresh survey page: rendered once per wording and language, then only the token differs.
 
     Everyone who opens a survey gets this page, and rendering it was most of
     the request (bench/http.py). Everything the page shows is in the cache key,
@@ -128,13 +155,13 @@ def _survey_page(request: HttpRequest, invitation, *, question: str, reason_prom
         form = SurveyResponseForm(initial={"score": preselected}, question=question, reason_prompt=reason_prompt)
         return render(request, "surveys/survey.html", {"invitation": invitation, "form": form})
     html = _survey_page_html(translation.get_language(), invitation.touchpoint.name, question, reason_prompt, preselected)
-    return HttpResponse(html.replace(_TOKEN_SLOT, invitation.token).replace(_CSRF_SLOT, get_token(request)))
+    return HttpResponse(html.replace(_TOKEN_SLOT, invitation.token))
 
 
 # RFC 8058 one-click unsubscribe: mail providers POST without cookies or a
 # CSRF token, so the unguessable token in the URL is the only credential.
 @csrf_exempt
-@never_cache
+@_private
 @require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     customer = selectors.customer_for_unsubscribe_token(token=token)

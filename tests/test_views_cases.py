@@ -281,3 +281,24 @@ def test_an_unknown_case_is_404(manager_client):
 
     assert manager_client.get("/cases/999999/").status_code == 404
     assert manager_client.post("/cases/999999/", {"action": "status", "status": "resolved"}).status_code == 404
+
+
+def test_a_forged_cross_site_post_cannot_change_a_case_with_the_managers_session(manager):
+    # CSRF guards every view a session cookie opens (the survey has no session and needs none).
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(manager)
+    case = make_case()
+
+    forged = client.post(f"/cases/{case.pk}/", {"action": "status", "status": "resolved"})
+
+    assert forged.status_code == 403
+    case.refresh_from_db()
+    assert case.status == "open"
+    page = client.get(f"/cases/{case.pk}/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
+    done = client.post(f"/cases/{case.pk}/", {"action": "status", "status": "resolved", "csrfmiddlewaretoken": token})
+    assert done.status_code == 302
+    case.refresh_from_db()
+    assert case.status == "resolved"

@@ -101,6 +101,37 @@ def test_a_second_visit_keeps_the_first_opened_time(client, invitation):
     assert invitation.opened_at == first_opened
 
 
+def test_an_answer_posted_without_opening_the_page_leaves_it_unopened(client, invitation):
+    # The one-click score links in the email open the page first; a bare POST (an API-like client) does not.
+    client.post(url(invitation), {"score": "8"})
+
+    invitation.refresh_from_db()
+    assert invitation.answered_at is not None
+    assert invitation.opened_at is None
+
+
+def test_visiting_an_answered_or_expired_survey_does_not_mark_it_opened(client):
+    answered = InvitationFactory()
+    client.post(url(answered), {"score": "9"})
+    expired = InvitationFactory(expires_at=timezone.now() - timedelta(minutes=1))
+
+    assert "Thank you" in client.get(url(answered)).content.decode()
+    assert client.get(url(expired)).status_code == 410
+
+    answered.refresh_from_db()
+    expired.refresh_from_db()
+    assert (answered.opened_at, expired.opened_at) == (None, None)
+
+
+def test_the_page_opened_and_the_answer_give_the_opened_and_answered_times_in_order(client, invitation):
+    client.get(url(invitation), {"score": "10"})
+    client.post(url(invitation), {"score": "10"})
+
+    invitation.refresh_from_db()
+    assert invitation.sent_at is None or invitation.sent_at <= invitation.opened_at
+    assert invitation.opened_at <= invitation.answered_at
+
+
 @pytest.mark.parametrize("score", ["0", "7", "10"])
 def test_a_get_with_a_score_link_records_nothing(client, invitation, score):
     # Mail scanners follow every one-click score link in the email.
@@ -400,28 +431,38 @@ def test_other_methods_are_refused(client, invitation):
     assert Response.objects.count() == 0
 
 
-# --- CSRF -------------------------------------------------------------------------
+# --- No CSRF token, no cookie: the token in the URL is the credential --------------
 
 
-def test_it_refuses_a_post_without_the_csrf_token_with_a_friendly_page(invitation):
+def test_a_customer_answers_without_cookies_with_csrf_checks_on(invitation):
+    # As a mail client's in-app browser that refuses cookies: the form alone is enough.
     client = Client(enforce_csrf_checks=True)
 
-    response = client.post(url(invitation), {"score": "10"})
-
-    assert response.status_code == 403
-    assert "Please try again" in response.content.decode()
-    assert Response.objects.count() == 0
-
-
-def test_a_customer_with_cookies_can_answer_with_csrf_checks_on(invitation):
-    client = Client(enforce_csrf_checks=True)
-    page = client.get(url(invitation), {"score": "9"})
-    token = next(e for e in elements(page.content, "input") if e.attrs.get("name") == "csrfmiddlewaretoken")
-
-    response = client.post(url(invitation), {"score": "9", "csrfmiddlewaretoken": token.attrs["value"]})
+    response = client.post(url(invitation), {"score": "10", "reason": "Lovely"})
 
     assert response.status_code == 302
-    assert Response.objects.get().score == 9
+    assert Response.objects.get().reason == "Lovely"
+
+
+def test_the_survey_page_sets_no_cookie(invitation):
+    client = Client(enforce_csrf_checks=True)
+
+    page = client.get(url(invitation), {"score": "9"})
+    answered = client.post(url(invitation), {"score": "9"})
+    thanks = client.get(url(invitation))
+
+    assert [page.cookies, answered.cookies, thanks.cookies] == [{}, {}, {}]
+    assert not client.cookies
+    assert b"csrfmiddlewaretoken" not in page.content
+
+
+def test_a_forged_post_needs_the_customers_token_and_without_it_records_nothing(invitation):
+    client = Client(enforce_csrf_checks=True)
+
+    response = client.post(f"/s/{invitation.token[:-2]}xx/", {"score": "0", "reason": "forged"})
+
+    assert response.status_code == 404
+    assert Response.objects.count() == 0
 
 
 def test_the_survey_page_is_never_cached(client, invitation):
@@ -461,25 +502,18 @@ def form_action(html: bytes) -> str:
     return next(e for e in elements(html, "form")).attrs["action"]
 
 
-def csrf_value(html: bytes) -> str:
-    return next(e for e in elements(html, "input") if e.attrs.get("name") == "csrfmiddlewaretoken").attrs["value"]
-
-
-def test_customers_of_one_touchpoint_each_get_their_own_link_and_csrf_token(touchpoint):
+def test_customers_of_one_touchpoint_each_get_their_own_link(touchpoint):
     first, second = InvitationFactory.create_batch(2, touchpoint=touchpoint)
-    first_client, second_client = Client(enforce_csrf_checks=True), Client(enforce_csrf_checks=True)
 
-    first_page = first_client.get(url(first)).content
-    second_page = second_client.get(url(second)).content
+    first_page = Client().get(url(first)).content
+    second_page = Client().get(url(second)).content
 
     assert form_action(first_page) == url(first)
     assert form_action(second_page) == url(second)
     assert second.token.encode() not in first_page and first.token.encode() not in second_page
-    assert csrf_value(first_page) != csrf_value(second_page)
-    # Each page's CSRF token belongs to its own visitor's cookie.
-    refused = first_client.post(url(first), {"score": "9", "csrfmiddlewaretoken": "x" * 64})
-    answered = first_client.post(url(first), {"score": "9", "csrfmiddlewaretoken": csrf_value(first_page)})
-    assert (refused.status_code, answered.status_code) == (403, 302)
+    answered = Client().post(form_action(first_page), {"score": "9"})
+    assert answered.status_code == 302
+    assert Response.objects.get().invitation == first
 
 
 def test_a_question_edited_in_admin_shows_on_the_next_visit(client, invitation):

@@ -6,7 +6,6 @@
 --   BENCH_MODE     get (survey page) | post (survey answer) | read | write (baselines)
 --                  | mix (soak: the survey page, then the answer, for each token)
 --   BENCH_TOKENS   the token file;  BENCH_THREADS  wrk's --threads
---   BENCH_CSRF_COOKIE / BENCH_CSRF_VALUE  one csrftoken cookie and a matching form value (post, mix)
 --   BENCH_DELAY_MS wait before each request on a connection (soak: a modest rate); 0 = none
 --   BENCH_OUT      where done() writes the counts and the answered tokens, as text
 --   BENCH_WARMUP   1: untimed; a thread that runs out of tokens stops instead of reusing one
@@ -16,8 +15,6 @@
 local mode = os.getenv("BENCH_MODE")
 local token_file = os.getenv("BENCH_TOKENS")
 local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1")
-local csrf_cookie = os.getenv("BENCH_CSRF_COOKIE") or ""
-local csrf_value = os.getenv("BENCH_CSRF_VALUE") or ""
 local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
 local out_file = os.getenv("BENCH_OUT")
 warmup = os.getenv("BENCH_WARMUP") == "1"
@@ -25,7 +22,6 @@ warmup = os.getenv("BENCH_WARMUP") == "1"
 local REASON = "Quick+delivery+and+a+friendly+team%2C+thank+you%21"
 local form_headers = {
   ["Content-Type"] = "application/x-www-form-urlencoded",
-  ["Cookie"] = "csrftoken=" .. csrf_cookie,
 }
 
 -- Main state: one handle per thread, to collect their counts in done().
@@ -70,7 +66,7 @@ local function next_token()
 end
 
 local function answer(token, index)
-  local body = "csrfmiddlewaretoken=" .. csrf_value .. "&score=" .. (index % 11) .. "&reason=" .. REASON
+  local body = "score=" .. (index % 11) .. "&reason=" .. REASON
   return wrk.format("POST", "/s/" .. token .. "/", form_headers, body)
 end
 
