@@ -12,8 +12,9 @@ import logging
 import re
 import secrets
 import smtplib
+from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -634,7 +635,7 @@ def invitations_expire() -> dict[str, int]:
 
 
 def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> Response:
-    """Record the customer's answer. The first answer stands."""
+    """Record the customer's answer and what it sets in motion. The first answer stands."""
     if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
         raise ValidationError("The score must be a whole number from 0 to 10.")
     reason = (reason or "").strip()
@@ -649,24 +650,45 @@ def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> 
         if Response.objects.filter(invitation=invitation).exists():
             raise AlreadyAnswered()
         raise InvitationExpired()
+    touchpoint = invitation.touchpoint
+    response = Response(
+        invitation=invitation,
+        # The objects, not their ids: the follow-up reads them, the invitation has them loaded.
+        touchpoint=touchpoint,
+        customer=invitation.customer,
+        score=score,
+        category=Category.for_score(score),
+        reason=reason,
+        created_at=now,
+        updated_at=now,
+    )
+    answer = _Answer(response=response, now=now)
+    if response.category == Category.PROMOTER:
+        # The customer's share link, made by their first promoter answer; the thank-you page shows it.
+        answer.link = ReferralLink(customer_id=response.customer_id, touchpoint=touchpoint, response=response)
+    elif response.category == Category.DETRACTOR or touchpoint.open_cases_for_passives:
+        answer.case = FollowUpCase(
+            response=response,
+            customer_id=response.customer_id,
+            touchpoint=touchpoint,
+            opened_at=now,
+            due_at=now + timedelta(hours=touchpoint.case_due_hours),
+        )
+    endpoints = webhooks.endpoints_by_event()  # one query for both events an answer can raise
+    connection = statements.connection_for(Response)
+    in_one_statement = connection.vendor == "postgresql"
     try:
-        with transaction.atomic():
-            response = Response(
-                invitation=invitation,
-                # The objects, not their ids: the follow-up reads them, the invitation has them loaded.
-                touchpoint=invitation.touchpoint,
-                customer=invitation.customer,
-                score=score,
-                category=Category.for_score(score),
-                reason=reason,
-                created_at=now,
-                updated_at=now,
-            )
-            statements.insert(response)
-            statements.run(
-                Invitation, f"UPDATE {Invitation._meta.db_table} SET answered_at = %s WHERE id = %s", [now, invitation.pk]
-            )
-            _response_follow_up(response=response, touchpoint=invitation.touchpoint, now=now)
+        # One statement is atomic by itself; several (or a savepoint in the caller's transaction) need atomic().
+        with transaction.atomic() if endpoints or not in_one_statement or connection.in_atomic_block else nullcontext():
+            if in_one_statement:
+                answer.write_in_one_statement(connection)
+            else:
+                answer.write_statement_by_statement()
+            _response_events(response=response, case=answer.case, endpoints=endpoints)
+            if answer.link is not None:
+                follow_ups.follow_up_on_commit("promoter_reward_task", response.pk)
+            if answer.case is not None:
+                follow_ups.follow_up_on_commit("case_alert_task", answer.case.pk)
     except IntegrityError:
         if Response.objects.filter(invitation=invitation).exists():
             raise AlreadyAnswered() from None
@@ -674,41 +696,84 @@ def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> 
     return response
 
 
-def _response_follow_up(*, response: Response, touchpoint: Touchpoint, now) -> None:
-    """What an answer sets in motion, inside the answer's own transaction."""
-    endpoints = webhooks.endpoints_by_event()  # one query for both events an answer can raise
-    event_data = webhooks.response_event_data(response) if endpoints else {}
+# A customer who had a follow-up case and now answers 7+ was won back. Params: now, customer id, now.
+_WON_BACK = (
+    f"UPDATE {FollowUpCase._meta.db_table} SET won_back_at = %s, won_back_response_id = {{response_id}}"
+    " WHERE customer_id = %s AND won_back_at IS NULL AND opened_at < %s"
+)
+_ANSWERED = f"UPDATE {Invitation._meta.db_table} SET answered_at = %s WHERE id = %s"
+
+
+@dataclass
+class _Answer:
+    """The rows one answer writes: the response, the invitation's answered mark, a won-back case,
+    the promoter's share link or the detractor's follow-up case."""
+
+    response: Response
+    now: datetime
+    link: ReferralLink | None = None
+    case: FollowUpCase | None = None
+
+    @property
+    def wins_back(self) -> bool:
+        return self.response.score >= 7
+
+    def write_in_one_statement(self, connection) -> None:
+        """All of it in one statement of data-modifying WITH clauses (PostgreSQL): one round trip,
+        no BEGIN and COMMIT of its own, atomic as any statement (bench/http.py)."""
+        response, now = self.response, self.now
+        new_id = "(SELECT id FROM answer)"
+        sql, params = statements.insert_sql(response, connection)
+        clauses = [f"answer AS ({sql} RETURNING id)", f"answered AS ({_ANSWERED})"]
+        params += [now, response.invitation_id]
+        if self.wins_back:
+            clauses.append(f"won_back AS ({_WON_BACK.format(response_id=new_id)})")
+            params += [now, response.customer_id, now]
+        if self.link is not None:
+            sql, link_params = statements.insert_sql(self.link, connection, expressions={"response_id": new_id})
+            clauses.append(f"link AS ({sql} ON CONFLICT DO NOTHING)")
+            params += link_params
+        if self.case is not None:
+            sql, case_params = statements.insert_sql(self.case, connection, expressions={"response_id": new_id})
+            clauses.append(f"new_case AS ({sql} RETURNING id)")
+            params += case_params
+        case_id = "(SELECT id FROM new_case)" if self.case is not None else "NULL"
+        with connection.cursor() as cursor:
+            statements.execute(cursor, connection, f"WITH {', '.join(clauses)} SELECT {new_id}, {case_id}", params)
+            response.pk, case_id = cursor.fetchone()
+        statements.saved(response, connection)
+        if self.case is not None:
+            self.case.pk, self.case.response_id = case_id, response.pk
+            statements.saved(self.case, connection)
+
+    def write_statement_by_statement(self) -> None:
+        """The same, a statement at a time (SQLite), inside the caller's transaction."""
+        response, now = self.response, self.now
+        statements.insert(response)
+        statements.run(Invitation, _ANSWERED, [now, response.invitation_id])
+        if self.wins_back:
+            statements.run(FollowUpCase, _WON_BACK.format(response_id="%s"), [now, response.pk, response.customer_id, now])
+        if self.link is not None:
+            referral_link_add(customer_id=response.customer_id, touchpoint=self.link.touchpoint, response=response)
+        if self.case is not None:
+            self.case.response = response
+            statements.insert(self.case)
+
+
+def _response_events(*, response: Response, case: FollowUpCase | None, endpoints: dict[str, list[int]]) -> None:
+    """The webhook deliveries an answer queues, in the answer's own transaction."""
+    if not endpoints:
+        return
+    event_data = webhooks.response_event_data(response)
     if endpoints.get("response.created"):
         webhooks.webhook_event_emit(event="response.created", data=event_data, endpoint_ids=endpoints["response.created"])
-    if response.score >= 7:
-        # A customer who had a follow-up case and now answers 7+ was won back.
-        statements.run(
-            FollowUpCase,
-            f"UPDATE {FollowUpCase._meta.db_table} SET won_back_at = %s, won_back_response_id = %s"
-            " WHERE customer_id = %s AND won_back_at IS NULL AND opened_at < %s",
-            [now, response.pk, response.customer_id, now],
+    if case is not None and endpoints.get("case.opened"):
+        webhooks.webhook_event_emit(
+            event="case.opened",
+            data={**event_data, "id": case.pk, "response_id": response.pk, "status": case.status,
+                  "due_at": case.due_at.isoformat()},
+            endpoint_ids=endpoints["case.opened"],
         )
-    if response.category == Category.PROMOTER:
-        # The customer's share link, made by their first promoter answer; the thank-you page shows it.
-        referral_link_add(customer_id=response.customer_id, touchpoint=touchpoint, response=response)
-        follow_ups.follow_up_on_commit("promoter_reward_task", response.pk)
-    elif response.category == Category.DETRACTOR or touchpoint.open_cases_for_passives:
-        case = FollowUpCase(
-            response=response,
-            customer_id=response.customer_id,
-            touchpoint=touchpoint,
-            opened_at=now,
-            due_at=now + timedelta(hours=touchpoint.case_due_hours),
-        )
-        statements.insert(case)
-        follow_ups.follow_up_on_commit("case_alert_task", case.pk)
-        if endpoints.get("case.opened"):
-            webhooks.webhook_event_emit(
-                event="case.opened",
-                data={**event_data, "id": case.pk, "response_id": response.pk, "status": case.status,
-                      "due_at": case.due_at.isoformat()},
-                endpoint_ids=endpoints["case.opened"],
-            )
 
 
 def _enqueue(task_name: str, *args) -> None:
@@ -898,9 +963,11 @@ def coupon_redeem(*, code: str) -> Coupon:
 
 def referral_link_add(*, customer_id: int, touchpoint: Touchpoint, response: Response | None = None) -> None:
     """Give the customer a share link unless they have one: one statement, no savepoint."""
-    ReferralLink.objects.bulk_create(
-        [ReferralLink(customer_id=customer_id, touchpoint=touchpoint, response=response)], ignore_conflicts=True
+    connection = statements.connection_for(ReferralLink)
+    sql, params = statements.insert_sql(
+        ReferralLink(customer_id=customer_id, touchpoint=touchpoint, response=response), connection
     )
+    statements.run(ReferralLink, f"{sql} ON CONFLICT DO NOTHING", params)
 
 
 def referral_link_ensure(*, customer_id: int, touchpoint: Touchpoint, response: Response | None = None) -> ReferralLink:

@@ -15,6 +15,7 @@ import hashlib
 import re
 import weakref
 from datetime import datetime
+from functools import lru_cache
 
 from django.db import connections
 
@@ -27,13 +28,18 @@ def connection_for(model):
     return connections[model.objects.db]
 
 
+@lru_cache(maxsize=512)
+def _name(sql: str) -> str:
+    return "lp_" + hashlib.blake2b(sql.encode(), digest_size=8).hexdigest()
+
+
 def execute(cursor, connection, sql: str, params: list) -> None:
     """Run `sql` (with %s placeholders) on `cursor`; datetimes are adapted as the ORM adapts them."""
     params = [connection.ops.adapt_datetimefield_value(p) if isinstance(p, datetime) else p for p in params]
     if connection.vendor != "postgresql":
         cursor.execute(sql, params)
         return
-    name = "lp_" + hashlib.blake2b(sql.encode(), digest_size=8).hexdigest()
+    name = _name(sql)
     prepared = _prepared_on.setdefault(connection.connection, set())
     if name not in prepared:
         numbers = iter(range(1, len(params) + 1))
@@ -56,23 +62,46 @@ def run(model, sql: str, params: list) -> int:
 _inserts: dict[tuple, tuple] = {}
 
 
+def _insert_parts(model, connection) -> tuple[list, str]:
+    """The fields an INSERT writes (all but the id) and their quoted column names."""
+    key = (model, connection.vendor)
+    if key not in _inserts:
+        fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+        _inserts[key] = (fields, ", ".join(connection.ops.quote_name(field.column) for field in fields))
+    return _inserts[key]
+
+
+def insert_sql(instance, connection, *, expressions: dict[str, str] | None = None) -> tuple[str, list]:
+    """`INSERT INTO <table> (...) VALUES (...)` for a new instance, as save() would write it, and its params.
+
+    `expressions` gives some columns (by attname) an SQL expression instead of
+    the instance's value: the id of a row made earlier in the same statement.
+    """
+    model = type(instance)
+    fields, columns = _insert_parts(model, connection)
+    expressions = expressions or {}
+    values, params = [], []
+    for field in fields:
+        if field.attname in expressions:
+            values.append(expressions[field.attname])
+        else:
+            values.append("%s")
+            params.append(field.get_db_prep_save(field.pre_save(instance, True), connection))
+    return f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({', '.join(values)})", params
+
+
 def insert(instance) -> None:
     """INSERT a new model instance as save() would (field defaults and DB preparation included), then set its id."""
     model = type(instance)
     connection = connection_for(model)
-    key = (model, connection.vendor)
-    if key not in _inserts:
-        fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-        placeholders = ", ".join(["%s"] * len(fields))
-        pk_column = connection.ops.quote_name(model._meta.pk.column)
-        _inserts[key] = (
-            fields, f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({placeholders}) RETURNING {pk_column}"
-        )
-    fields, sql = _inserts[key]
-    values = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+    sql, params = insert_sql(instance, connection)
     with connection.cursor() as cursor:
-        execute(cursor, connection, sql, values)
+        execute(cursor, connection, f"{sql} RETURNING {connection.ops.quote_name(model._meta.pk.column)}", params)
         instance.pk = cursor.fetchone()[0]
+    saved(instance, connection)
+
+
+def saved(instance, connection) -> None:
+    """Mark an instance written by hand-written SQL (its id set) as the ORM marks a saved one."""
     instance._state.adding = False
     instance._state.db = connection.alias
