@@ -102,7 +102,9 @@ def pytest_collection_modifyitems(items):
     A transactional test ends with a flush. Without serialized rollback, that
     flush recreates content types under new ids, and a later test that restores
     the serialized snapshot then collides with them; with it, every such test
-    starts from exactly what the migrations made.
+    starts from exactly what the migrations made. The marker goes first: a test
+    with its own `@pytest.mark.django_db(transaction=True)` would otherwise keep
+    that one as its closest marker, and run without serialized rollback.
     """
     for item in items:
         marker = item.get_closest_marker("django_db")
@@ -112,4 +114,4 @@ def pytest_collection_modifyitems(items):
             transactional = True
         if transactional:
             kwargs = {**(marker.kwargs if marker else {}), "transaction": True, "serialized_rollback": True}
-            item.add_marker(pytest.mark.django_db(**kwargs))
+            item.add_marker(pytest.mark.django_db(**kwargs), append=False)
