@@ -167,9 +167,52 @@ def seed(pools: dict[str, int]) -> dict[str, Path]:
             number += size
         files[pool] = VAR / f"tokens-{pool}.txt"
         files[pool].write_text("\n".join(tokens) + "\n")
+    answer_history(files.pop("history").read_text().split())
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
     return files
+
+
+def answer_history(tokens: list[str]) -> None:
+    """The answers a company already has: these invitations answered earlier, each score as often,
+    detractors' cases resolved, promoters' coupons settled.
+
+    Without them the run would start on empty answer tables, which no company in use has, and
+    PostgreSQL would plan the survey statements for empty tables (a plan then kept by the
+    connection while the run fills them).
+    """
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from surveys.models import Category, FollowUpCase, Invitation, Response
+
+    earlier = timezone.now() - timedelta(days=40)
+    for first in range(0, len(tokens), 5000):
+        invitations = Invitation.objects.filter(token__in=tokens[first:first + 5000])
+        invitations.update(answered_at=earlier, opened_at=earlier)
+        responses = Response.objects.bulk_create(
+            [
+                Response(
+                    invitation_id=invitation.pk, customer_id=invitation.customer_id,
+                    touchpoint_id=invitation.touchpoint_id, score=invitation.pk % 11,
+                    category=Category.for_score(invitation.pk % 11), reason="An earlier answer",
+                    created_at=earlier, updated_at=earlier, coupon_settled_at=earlier,
+                )
+                for invitation in invitations
+            ]
+        )
+        FollowUpCase.objects.bulk_create(
+            [
+                FollowUpCase(
+                    response=response, customer_id=response.customer_id, touchpoint_id=response.touchpoint_id,
+                    status=FollowUpCase.Status.RESOLVED, opened_at=earlier, due_at=earlier, resolved_at=earlier,
+                    alert_sent_at=earlier,
+                )
+                for response in responses
+                if response.category == Category.DETRACTOR
+            ]
+        )
 
 
 # --- Server --------------------------------------------------------------------------------
@@ -607,6 +650,8 @@ def main() -> None:
     parser.add_argument("--threads-per-worker", type=int, default=4, help="with --worker-class gthread")
     parser.add_argument("--tokens-per-second", type=int, default=3000,
                         help="fresh tokens made per scenario and second of load (more than the fastest rate)")
+    parser.add_argument("--history", type=int, default=30000,
+                        help="invitations answered before the run (the answers a company already has)")
     parser.add_argument("--soak", type=float, default=0, help="seconds of soak after the load runs (0: none)")
     parser.add_argument("--soak-rate", type=int, default=100,
                         help="requests/s during the soak, at most: each connection waits connections/rate s between requests")
@@ -636,7 +681,7 @@ def main() -> None:
     print(machine())
     print(server_description(args))
 
-    pools = {}
+    pools = {"history": args.history}
     if not args.soak_only:
         pools["warmup"] = int(args.warmup * args.tokens_per_second)
         for _, _, pool, _ in SCENARIOS:
@@ -647,7 +692,8 @@ def main() -> None:
         pools["soak"] = int(args.soak * args.soak_rate / 2 * 1.5) + 1000
     began = time.monotonic()
     files = seed(pools)
-    print(f"Seeded {sum(pools.values()):,} customers with a sent invitation each in {time.monotonic() - began:.0f} s")
+    print(f"Seeded {sum(pools.values()):,} customers with a sent invitation each, {args.history:,} of them answered "
+          f"before the run, in {time.monotonic() - began:.0f} s")
 
     log = VAR / "gunicorn.log"
     server = start(gunicorn_command(args, port), env, log)
