@@ -9,18 +9,26 @@ times executing it). Everything else in the project goes through the ORM.
 Prepared statements belong to the database session and outlive a rollback.
 Behind a transaction-pooling proxy (PgBouncer) they would not; connect
 directly, as the README's deployment does.
+
+PostgreSQL keeps one plan per prepared statement, made for the tables as they
+were then: planned on a new install's empty tables, the survey lookup scanned
+the answers table row by row while a load filled it (bench/http.py). A
+statement is prepared again once it is REPLAN_AFTER_SECONDS old, so a plan
+never outlives the tables it was made for by long, whatever the connection's age.
 """
 
 import hashlib
 import re
+import time
 import weakref
 from datetime import datetime
 from functools import lru_cache
 
 from django.db import connections
 
-# Database connection (the driver's) -> names of the statements prepared on it.
-_prepared_on: "weakref.WeakKeyDictionary[object, set[str]]" = weakref.WeakKeyDictionary()
+# Database connection (the driver's) -> {name of a statement prepared on it: when, time.monotonic()}.
+_prepared_on: "weakref.WeakKeyDictionary[object, dict[str, float]]" = weakref.WeakKeyDictionary()
+REPLAN_AFTER_SECONDS = 300
 _PLACEHOLDER = re.compile(r"%s")
 
 
@@ -40,11 +48,14 @@ def execute(cursor, connection, sql: str, params: list) -> None:
         cursor.execute(sql, params)
         return
     name = _name(sql)
-    prepared = _prepared_on.setdefault(connection.connection, set())
-    if name not in prepared:
+    prepared = _prepared_on.setdefault(connection.connection, {})
+    now = time.monotonic()
+    if now - prepared.get(name, -REPLAN_AFTER_SECONDS) >= REPLAN_AFTER_SECONDS:
+        if name in prepared:
+            cursor.execute(f"DEALLOCATE {name}")
         numbers = iter(range(1, len(params) + 1))
         cursor.execute(f"PREPARE {name} AS " + _PLACEHOLDER.sub(lambda _match: f"${next(numbers)}", sql))
-        prepared.add(name)
+        prepared[name] = now
     if params:
         cursor.execute(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})", params)
     else:

@@ -565,3 +565,39 @@ def test_the_survey_lookup_runs_on_a_new_database_connection_too(client, invitat
 
     # The other connection cannot see this test's uncommitted rows; it ran the statement all the same.
     assert rows == [(invitation.token,), None, (invitation.token,), None]
+
+
+def test_a_statement_prepared_long_ago_is_planned_again_for_the_tables_as_they_are_now(client, invitation, monkeypatch):
+    """A plan made on empty tables must not be kept while they fill up (statements.REPLAN_AFTER_SECONDS)."""
+    from django.db import connection
+
+    from surveys import statements
+
+    from .conftest import IN_CI
+
+    if connection.vendor != "postgresql":
+        message = "needs PostgreSQL (set DATABASE_URL=postgres://...)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    sql = "SELECT count(*) FROM surveys_invitation WHERE token = %s"
+
+    def prepared_at():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT prepare_time FROM pg_prepared_statements WHERE statement LIKE %s", ["%count(*)%"])
+            return [row[0] for row in cursor.fetchall()]
+
+    def run():
+        with connection.cursor() as cursor:
+            statements.execute(cursor, connection, sql, [invitation.token])
+            return cursor.fetchone()[0]
+
+    assert run() == 1
+    first = prepared_at()
+    assert run() == 1 and prepared_at() == first  # reused while young
+    monkeypatch.setattr(statements, "REPLAN_AFTER_SECONDS", 0)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(0.01)")
+    assert run() == 1
+    again = prepared_at()
+    assert len(again) == 1 and again != first
