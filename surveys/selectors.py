@@ -21,6 +21,7 @@ from .models import (
     SurveySkip,
     Touchpoint,
     TouchpointTranslation,
+    WebhookEndpoint,
 )
 
 # Tokens come from secrets.token_urlsafe. Anything else (a NUL, which
@@ -70,6 +71,8 @@ def _survey_query(connection) -> tuple:
         invitation, customer, touchpoint, response = _SURVEY_PARTS
         sql = (
             f"SELECT {', '.join(part.sql(connection) for part in _SURVEY_PARTS)}"
+            # Whether an answer would have webhooks to queue: it then needs not ask (services.response_submit).
+            f", EXISTS (SELECT 1 FROM {WebhookEndpoint._meta.db_table} WHERE is_active)"
             f" FROM {Invitation._meta.db_table} i"
             f" JOIN {Customer._meta.db_table} c ON c.id = i.customer_id"
             f" JOIN {Touchpoint._meta.db_table} t ON t.id = i.touchpoint_id"
@@ -91,6 +94,7 @@ def invitation_for_token(*, token: str, mark_opened_at=None) -> Invitation | Non
     starts here (see statements.py). The instances are the ORM's own, with its
     converters applied.
 
+    `invitation.webhooks_listening` says whether any webhook endpoint was active.
     With `mark_opened_at` (the survey page, not the answer) the invitation is
     also marked opened then, if it is still open: unanswered, unexpired and
     not opened before. On PostgreSQL that UPDATE rides in the same statement,
@@ -122,6 +126,7 @@ def invitation_for_token(*, token: str, mark_opened_at=None) -> Invitation | Non
             invitation, invitation.customer, invitation.touchpoint
         )
     Invitation.response.related.set_cached_value(invitation, response)
+    invitation.webhooks_listening = row[-1]
     if mark_opened_at is not None and invitation.opened_at is None and response is None \
             and not invitation.is_expired(mark_opened_at):
         invitation.opened_at = mark_opened_at  # as _MARK_OPENED just did in the database

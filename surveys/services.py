@@ -674,7 +674,8 @@ def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> 
             opened_at=now,
             due_at=now + timedelta(hours=touchpoint.case_due_hours),
         )
-    endpoints = webhooks.endpoints_by_event()  # one query for both events an answer can raise
+    # One query for both events an answer can raise, skipped when the survey's lookup found no endpoint at all.
+    endpoints = webhooks.endpoints_by_event() if getattr(invitation, "webhooks_listening", True) else {}
     connection = statements.connection_for(Response)
     in_one_statement = connection.vendor == "postgresql"
     try:

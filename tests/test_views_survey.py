@@ -601,3 +601,35 @@ def test_a_statement_prepared_long_ago_is_planned_again_for_the_tables_as_they_a
     assert run() == 1
     again = prepared_at()
     assert len(again) == 1 and again != first
+
+
+def test_an_answer_on_the_survey_page_queues_the_webhooks_of_active_endpoints_only(client, touchpoint):
+    from surveys.models import WebhookDelivery, WebhookEndpoint
+
+    listening = WebhookEndpoint.objects.create(
+        name="CRM", url="https://crm.example.com/hook", secret="s" * 32, events=["response.created", "case.opened"]
+    )
+    WebhookEndpoint.objects.create(
+        name="Old", url="https://old.example.com/hook", secret="s" * 32, events=["response.created"], is_active=False
+    )
+    detractor, promoter = InvitationFactory.create_batch(2, touchpoint=touchpoint)
+
+    client.post(url(detractor), {"score": "2", "reason": "Late"})
+    client.post(url(promoter), {"score": "10"})
+
+    queued = sorted((d.endpoint_id, d.event, d.payload["data"]["score"]) for d in WebhookDelivery.objects.all())
+    assert queued == sorted([
+        (listening.pk, "response.created", 2), (listening.pk, "case.opened", 2), (listening.pk, "response.created", 10),
+    ])
+
+
+def test_an_answer_queues_no_webhook_when_no_endpoint_is_active(client, invitation):
+    from surveys.models import WebhookDelivery, WebhookEndpoint
+
+    WebhookEndpoint.objects.create(
+        name="Old", url="https://old.example.com/hook", secret="s" * 32, events=["response.created"], is_active=False
+    )
+
+    assert client.post(url(invitation), {"score": "3"}).status_code == 302
+    assert WebhookDelivery.objects.count() == 0
+    assert Response.objects.get().case.status == "open"
