@@ -12,7 +12,7 @@ request used before:
 - *read*:  look up one invitation by its token, return a tiny page
 - *write*: that lookup plus one INSERT in a transaction
 
-In the same run, on the same server. Prints requests/s, p50, p99, errors and
+In the same run, on the same server, the four taking turns in rounds (`--rounds`). Prints requests/s, p50, p99, errors and
 the CPU time per request of the web workers and their database backends for
 each, and the ratios (targets: survey GET ≥ 0.5 × read, survey POST ≥
 0.5 × write, p99 < 100 ms, no errors), then checks in the database that every
@@ -47,17 +47,16 @@ if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
 
 import argparse
 import os
-import platform
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
-from urllib.parse import urlsplit, urlunsplit
+
+from bench import _common as common
 
 BENCH_DB = "lp_bench_http"
 VAR = ROOT / "var" / "bench-http"
@@ -74,30 +73,6 @@ SCENARIOS = [
     ("read", "read", "read", None),
     ("write", "write", "write", None),
 ]
-
-
-def bench_database_url() -> str:
-    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    if not base.startswith(("postgres://", "postgresql://")):
-        sys.exit("bench/http.py needs DATABASE_URL pointing at PostgreSQL.")
-    return urlunsplit(urlsplit(base)._replace(path="/" + BENCH_DB))
-
-
-def recreate_database(url: str) -> None:
-    import psycopg2
-
-    admin = psycopg2.connect(urlunsplit(urlsplit(url)._replace(path="/postgres")))
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        cursor.execute(f"CREATE DATABASE {BENCH_DB}")
-    admin.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def production_env(url: str, port: int) -> dict:
@@ -265,6 +240,16 @@ def wait_until_serving(base: str, process: subprocess.Popen) -> None:
 # --- Load ----------------------------------------------------------------------------------
 
 
+def round_tokens(pool: Path, round_number: int, rounds: int) -> Path:
+    """The part of a token file that round `round_number` of `rounds` uses: no round reuses another's tokens."""
+    part = pool.with_name(f"{pool.stem}-round{round_number}.txt")
+    if not part.exists():
+        tokens = pool.read_text().split()
+        size = len(tokens) // rounds
+        part.write_text("\n".join(tokens[round_number * size:(round_number + 1) * size]) + "\n")
+    return part
+
+
 def wrk(base: str, *, mode: str, tokens: Path, seconds: float, connections: int, threads: int,
         delay_ms: int = 0, warmup: bool = False) -> dict:
     out = VAR / f"wrk-{mode}.out"
@@ -418,24 +403,16 @@ class MemorySampler(threading.Thread):
 
 
 def machine() -> str:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")), platform.processor() or "?",
-    )
-    memory = next(
-        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
-    )
+    """The machine (bench/_common.py), with the versions of PostgreSQL and wrk and how busy it was."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         postgres = cursor.fetchone()[0].split()[0]
     wrk_version = subprocess.run(["wrk", "--version"], check=False, capture_output=True, text=True).stdout.split()[1:2]
-    load = os.getloadavg()[0]
     return (
-        f"Machine: {os.cpu_count()} CPUs ({cpu}), {memory / 1024 / 1024:.0f} GiB RAM, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}, PostgreSQL {postgres}, wrk {' '.join(wrk_version)}; "
-        f"server, database, Redis and wrk on the same machine; load average before the run {load:.2f}"
+        f"Machine: {common.machine()}, PostgreSQL {postgres}, wrk {' '.join(wrk_version)}; "
+        f"server, database, Redis and wrk on the same machine; load average before the run {os.getloadavg()[0]:.2f}"
     )
 
 
@@ -472,28 +449,61 @@ def load_runs(args, base: str, files: dict, gunicorn_pid: int) -> tuple[bool, bo
         # Every worker compiles its templates and opens its connections before anything is timed.
         for _, mode, _, _ in SCENARIOS:
             wrk(base, mode=mode, tokens=files["warmup"], seconds=args.warmup, warmup=True, **load)
+    # The scenarios take turns, in rounds: a slow spell of the machine (a shared VM's speed
+    # drifts by a third from minute to minute here) then falls on all four alike.
+    rounds = max(1, min(args.rounds, int(args.duration)))
+    totals = {name: {"requests": 0, "duration_us": 0, "socket_errors": 0, "unexpected_status": 0,
+                     "tokens_reused": 0, "statuses": {}, "answered": [], "p50s": [], "p99s": [],
+                     "web_seconds": 0.0, "db_seconds": 0.0, "elsewhere_seconds": 0.0, "wall": 0.0}
+              for name, _, _, _ in SCENARIOS}
+    for round_number in range(rounds):
+        for name, mode, pool, _ in SCENARIOS:
+            # CPU time per request of the web workers and their database backends: the cost of a
+            # request, which other work on the machine disturbs less than the rate does.
+            web, database = cpu_seconds(children(gunicorn_pid)), cpu_seconds(database_backends())
+            busy, client, began = machine_busy_seconds(), wrk_seconds(), time.monotonic()
+            figures = wrk(base, mode=mode, tokens=round_tokens(files[pool], round_number, rounds),
+                          seconds=args.duration / rounds, **load)
+            web_seconds = cpu_used(web, cpu_seconds(children(gunicorn_pid)))
+            database_seconds = cpu_used(database, cpu_seconds(database_backends()))
+            total = totals[name]
+            for key in ("requests", "duration_us", "socket_errors", "unexpected_status", "tokens_reused"):
+                total[key] += figures[key]
+            for status, count in figures["statuses"].items():
+                total["statuses"][status] = total["statuses"].get(status, 0) + count
+            total["answered"] += figures["answered"]
+            total["p50s"].append(figures["p50_ms"])
+            total["p99s"].append(figures["p99_ms"])
+            total["web_seconds"] += web_seconds
+            total["db_seconds"] += database_seconds
+            # Everything else that kept the machine busy meanwhile (Redis, the kernel, other programs).
+            total["elsewhere_seconds"] += (machine_busy_seconds() - busy - web_seconds - database_seconds
+                                           - (wrk_seconds() - client))
+            total["wall"] += time.monotonic() - began
     results, checks = {}, []
     for name, mode, pool, _ in SCENARIOS:
-        # CPU time per request of the web workers and their database backends: the cost of a
-        # request, which other work on the machine disturbs less than the rate does.
-        web, database = cpu_seconds(children(gunicorn_pid)), cpu_seconds(database_backends())
-        busy, client, began = machine_busy_seconds(), wrk_seconds(), time.monotonic()
-        results[name] = figures = wrk(base, mode=mode, tokens=files[pool], seconds=args.duration, **load)
-        web_seconds = cpu_used(web, cpu_seconds(children(gunicorn_pid)))
-        database_seconds = cpu_used(database, cpu_seconds(database_backends()))
-        figures["web_cpu_ms"] = web_seconds * 1000 / figures["requests"]
-        figures["db_cpu_ms"] = database_seconds * 1000 / figures["requests"]
-        # Everything else that kept the machine busy meanwhile (Redis, the kernel, other programs), in cores.
-        figures["elsewhere"] = (machine_busy_seconds() - busy - web_seconds - database_seconds
-                                - (wrk_seconds() - client)) / (time.monotonic() - began)
+        total = totals[name]
+        results[name] = figures = {
+            **{key: total[key] for key in ("requests", "socket_errors", "unexpected_status", "tokens_reused",
+                                           "statuses", "answered")},
+            "rps": total["requests"] / (total["duration_us"] / 1e6),
+            # p50: the middle round's; p99: the worst round's (percentiles of rounds do not add up).
+            "p50_ms": sorted(total["p50s"])[len(total["p50s"]) // 2],
+            "p99_ms": max(total["p99s"]),
+            "web_cpu_ms": total["web_seconds"] * 1000 / total["requests"],
+            "db_cpu_ms": total["db_seconds"] * 1000 / total["requests"],
+            "elsewhere": total["elsewhere_seconds"] / total["wall"],
+        }
+        figures["errors"] = figures["socket_errors"] + figures["unexpected_status"] + figures["tokens_reused"]
         if mode == "get":
-            opened, shown = opened_count(files[pool]), results[name]["statuses"].get(200, 0)
+            opened, shown = opened_count(files[pool]), figures["statuses"].get(200, 0)
             checks.append((opened >= shown, f"survey GET: {shown:,} pages shown, {opened:,} invitations marked opened"))
         if mode == "post":
-            checks.append(answers_check(results[name]["answered"], files[pool]))
+            checks.append(answers_check(figures["answered"], files[pool]))
 
     print()
-    print(f"{args.connections} connections, {args.threads} wrk threads, {args.duration:.0f} s each, a fresh token per request")
+    print(f"{args.connections} connections, {args.threads} wrk threads, {args.duration:.0f} s each in {rounds} rounds "
+          "taking turns, a fresh token per request (p50: the middle round's, p99: the worst round's)")
     print(f"{'':14}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'web CPU ms':>12}{'db CPU ms':>11}"
           f"{'elsewhere':>11}   statuses")
     for name, figures in results.items():
@@ -642,6 +652,8 @@ def main() -> None:
     cpus = os.cpu_count() or 1
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=20, help="seconds of load per scenario")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="the scenarios take turns in this many rounds, --duration / rounds seconds each")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of untimed load per scenario first")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
@@ -664,13 +676,13 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("bench/http.py needs wrk (Debian: apt-get install wrk).")
 
-    url = bench_database_url()
-    port = free_port()
+    url = common.bench_database_url(BENCH_DB)
+    port = common.free_port()
     base = f"http://127.0.0.1:{port}"
     env = production_env(url, port)
     shutil.rmtree(VAR, ignore_errors=True)
     VAR.mkdir(parents=True)
-    recreate_database(url)
+    common.recreate_database(url)
     manage("migrate", "--noinput", "-v0", env=env)
     manage("collectstatic", "--noinput", "-v0", env=env)
 

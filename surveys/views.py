@@ -25,11 +25,12 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "surveys/home.html")
 
 
+# "0" … "10" → 0 … 10. Compared as text: str.isdigit() accepts "²", which int() then refuses.
+_SCORES_BY_TEXT = {label: score for score, label in SCORE_CHOICES}
+
+
 def _preselected_score(request: HttpRequest) -> int | None:
-    # Compare as text: str.isdigit() accepts "²", which int() then refuses.
-    raw = request.GET.get("score", "")
-    scores = {label: score for score, label in SCORE_CHOICES}
-    return scores.get(raw)
+    return _SCORES_BY_TEXT.get(request.GET.get("score", ""))
 
 
 def _thanks(request, invitation, response, status=200):
