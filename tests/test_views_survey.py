@@ -633,3 +633,18 @@ def test_an_answer_queues_no_webhook_when_no_endpoint_is_active(client, invitati
     assert client.post(url(invitation), {"score": "3"}).status_code == 302
     assert WebhookDelivery.objects.count() == 0
     assert Response.objects.get().case.status == "open"
+
+
+def test_two_customers_wordings_never_mix_in_the_forms_fields(touchpoint):
+    """The survey form's fields are copied shallowly per form (forms._CopiedShallowly): labels stay each form's own."""
+    from surveys.forms import SurveyResponseForm
+
+    first = SurveyResponseForm({"score": "3"}, question="First question?", reason_prompt="First why?")
+    second = SurveyResponseForm({"score": "12"}, question="Second question?", reason_prompt="Second why?")
+
+    assert (first.fields["score"].label, second.fields["score"].label) == ("First question?", "Second question?")
+    assert (first.fields["reason"].label, second.fields["reason"].label) == ("First why?", "Second why?")
+    assert SurveyResponseForm.base_fields["score"].label is None
+    assert first.is_valid() and first.cleaned_data["score"] == 3
+    assert not second.is_valid() and "score" in second.errors
+    assert first.is_valid()  # the other form's error did not leak into this one
