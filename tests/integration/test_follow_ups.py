@@ -42,6 +42,15 @@ def _messages_in(broker: redis.Redis, queue: str) -> list[bytes]:
     return broker.lrange(queue, 0, -1)
 
 
+def _handed_over(broker: redis.Redis, key: str, count: int, queue: str, timeout: float = 5) -> None:
+    """Wait for the process's hander-over thread to put `count` follow-ups in the set and publish
+    the dispatch (no answer waits for it), then a little longer: a second message would show."""
+    deadline = time.monotonic() + timeout
+    while (broker.scard(key) < count or not broker.llen(queue)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+
+
 def test_a_burst_of_answers_leaves_in_one_message_and_every_follow_up_is_sent_once(
     touchpoint, celery_workers, worker_smtp, broker, follow_up_set
 ):
@@ -55,6 +64,7 @@ def test_a_burst_of_answers_leaves_in_one_message_and_every_follow_up_is_sent_on
 
     for n, invitation in enumerate(invitations):
         services.response_submit(invitation=invitation, score=10 if n < PROMOTERS else 2)
+    _handed_over(broker, follow_up_set, PROMOTERS + DETRACTORS, celery_workers.queue)
 
     queued = _messages_in(broker, celery_workers.queue)
     print(f"\n{len(invitations)} answers published {len(queued)} Celery message(s); "
@@ -82,9 +92,46 @@ def test_answers_still_get_their_follow_ups_when_the_set_is_unreachable(
     invitation = InvitationFactory(touchpoint=touchpoint)
 
     services.response_submit(invitation=invitation, score=9)
+    follow_ups.flush()  # whatever the process's hander-over thread has not done yet
 
     queued = _messages_in(broker, celery_workers.queue)
     assert len(queued) == 1 and b"promoter_reward_task" in queued[0]
     celery_workers.start()
     worker_smtp.wait_for_messages("LP-", count=1, timeout=30)
     assert Coupon.objects.get().emailed_at is not None
+
+
+def test_a_process_that_stops_right_after_an_answer_still_hands_its_follow_ups_over(broker, tmp_path):
+    """The hander-over thread works a moment after the answer; a web worker stopping cleanly
+    (a deploy, gunicorn's max-requests) hands over at exit what it still has."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    prefix, queue = f"lp-test-{secrets.token_hex(6)}", f"lp-test-exit-{secrets.token_hex(6)}"
+    env = {
+        **os.environ, "DJANGO_SETTINGS_MODULE": "nps_app.settings", "DEBUG": "1",
+        "CACHE_URL": celery_app.conf.broker_url, "CACHE_KEY_PREFIX": prefix,
+        "CELERY_BROKER_URL": celery_app.conf.broker_url, "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "NPS_VAR_DIR": str(tmp_path),
+    }
+    script = (
+        "import django; django.setup()\n"
+        "from surveys import follow_ups\n"
+        "follow_ups._hand_over('promoter_reward_task', 123)\n"
+        "follow_ups._hand_over('case_alert_task', 456)\n"
+        "print(follow_ups._key())\n"
+    )
+    try:
+        done = subprocess.run([sys.executable, "-c", script], env=env, cwd=Path(__file__).resolve().parents[2],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        key = done.stdout.strip().splitlines()[-1]
+
+        assert broker.smembers(key) == {b"promoter_reward_task:123", b"case_alert_task:456"}
+        queued = _messages_in(broker, queue)
+        assert len(queued) == 1 and b"follow_ups_dispatch" in queued[0]
+    finally:
+        for leftover in [*broker.scan_iter(match=f"*{prefix}*"), *broker.scan_iter(match=f"*{queue}*")]:
+            broker.delete(leftover)
