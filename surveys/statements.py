@@ -73,12 +73,17 @@ def run(model, sql: str, params: list) -> int:
 _inserts: dict[tuple, tuple] = {}
 
 
-def _insert_parts(model, connection) -> tuple[list, str]:
-    """The fields an INSERT writes (all but the id) and their quoted column names."""
-    key = (model, connection.vendor)
+def _insert_parts(model, connection, expressions: dict[str, str]) -> tuple[list, str]:
+    """The fields an INSERT takes values for, and its SQL; worked out once per model and expressions."""
+    key = (model, connection.vendor, tuple(sorted(expressions.items())))
     if key not in _inserts:
         fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-        _inserts[key] = (fields, ", ".join(connection.ops.quote_name(field.column) for field in fields))
+        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        values = ", ".join(expressions.get(field.attname, "%s") for field in fields)
+        _inserts[key] = (
+            [field for field in fields if field.attname not in expressions],
+            f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({values})",
+        )
     return _inserts[key]
 
 
@@ -88,17 +93,8 @@ def insert_sql(instance, connection, *, expressions: dict[str, str] | None = Non
     `expressions` gives some columns (by attname) an SQL expression instead of
     the instance's value: the id of a row made earlier in the same statement.
     """
-    model = type(instance)
-    fields, columns = _insert_parts(model, connection)
-    expressions = expressions or {}
-    values, params = [], []
-    for field in fields:
-        if field.attname in expressions:
-            values.append(expressions[field.attname])
-        else:
-            values.append("%s")
-            params.append(field.get_db_prep_save(field.pre_save(instance, True), connection))
-    return f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({', '.join(values)})", params
+    fields, sql = _insert_parts(type(instance), connection, expressions or {})
+    return sql, [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
 
 
 def insert(instance) -> None:
