@@ -111,3 +111,13 @@ def start_sink():
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     return controller, handler, port
+
+
+# --- The summary make bench prints -----------------------------------------------------------
+
+SUMMARY_PREFIX = "summary: "
+
+
+def summary(figure: str, target: str, met: bool) -> None:
+    """One line bench/run.py gathers into its closing table: this run's headline figure against its target."""
+    print(f"{SUMMARY_PREFIX}{Path(sys.argv[0]).name} | {figure} | {target} | {'met' if met else 'MISSED'}", flush=True)

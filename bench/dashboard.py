@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
 
-from bench._common import bench_database_url, machine, recreate_database
+from bench._common import bench_database_url, machine, recreate_database, summary
 
 BENCH_DB = "lp_bench_dashboard"
 
@@ -133,6 +133,12 @@ def main() -> None:
     print(f"{'page / single SQL':28}{small['page_ms'] / small['sql_ms']:>14.1f}{large['page_ms'] / large['sql_ms']:>14.1f}")
     print(f"page at {int(large['responses']):,} / page at {int(small['responses']):,}: {large['page_ms'] / small['page_ms']:.2f}x "
           f"(target ≤ 2x); page at {int(large['responses']):,}: {large['page_ms']:.0f} ms (target < 300 ms)")
+    growth = large["page_ms"] / small["page_ms"]
+    summary(
+        f"page at {int(large['responses']):,} responses {large['page_ms']:.0f} ms, "
+        f"{growth:.2f}x the page at {int(small['responses']):,}",
+        "< 300 ms, ≤ 2x", large["page_ms"] < 300 and growth <= 2,
+    )
 
 
 if __name__ == "__main__":

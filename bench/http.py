@@ -528,6 +528,13 @@ def load_runs(args, base: str, files: dict, gunicorn_pid: int) -> tuple[bool, bo
             results[baseline]["web_cpu_ms"] + results[baseline]["db_cpu_ms"])
         print(f"{name} / {baseline}: {ratio:.2f} requests/s (target ≥ {TARGET_RATIO}) {verdict}; "
               f"{cost:.1f}× the server CPU per request")
+        figures = results[name]
+        common.summary(
+            f"{name} {figures['rps']:,.0f} req/s = {ratio:.2f}x {baseline}, p99 {figures['p99_ms']:.0f} ms, "
+            f"{figures['errors']} errors",
+            f">= {TARGET_RATIO}x, p99 < {TARGET_P99_MS} ms, no errors",
+            ratio >= TARGET_RATIO and figures["p99_ms"] < TARGET_P99_MS and not figures["errors"],
+        )
     for name, figures in results.items():
         correct &= figures["errors"] == 0
         if figures["p99_ms"] >= TARGET_P99_MS or figures["errors"]:

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
 
-from bench._common import bench_database_url, machine, recreate_database
+from bench._common import bench_database_url, machine, recreate_database, summary
 
 BENCH_DB = "lp_bench_import"
 SMALL_ROWS = 10_000
@@ -145,6 +145,12 @@ def main() -> None:
           "the importer's scratch SQLite page cache fills up to 4 MiB).")
     print(f"Load average (1 min) at the start and the end: {load_at_start:.2f}, {os.getloadavg()[0]:.2f}")
     print("Seconds include starting Django (about a second).")
+    growth = largest["peak_mib"] - smallest["peak_mib"]
+    summary(
+        f"{largest['rows']:,} rows at {largest['rows'] / largest['seconds']:,.0f} rows/s, peak {largest['peak_mib']:.1f} MiB "
+        f"({growth:+.1f} MiB from {smallest['rows']:,} rows)",
+        "flat memory (< 8 MiB more; the scratch cache takes up to 4)", growth < 8,
+    )
 
 
 if __name__ == "__main__":
