@@ -63,28 +63,33 @@ class _Columns:
 _SURVEY_PARTS = (
     _Columns(Invitation, "i"), _Columns(Customer, "c"), _Columns(Touchpoint, "t"), _Columns(Response, "r")
 )
-_survey_queries: dict[str, tuple] = {}
+_survey_queries: dict[tuple, tuple] = {}
 
 
-def _survey_query(connection) -> tuple:
-    if connection.vendor not in _survey_queries:
-        invitation, customer, touchpoint, response = _SURVEY_PARTS
+def _survey_query(connection, *, mark_opened: bool) -> tuple:
+    """The join, then two columns: whether any webhook endpoint is active, and whether this
+    statement marked the invitation opened (`mark_opened`, PostgreSQL only; else NULL)."""
+    key = (connection.vendor, mark_opened)
+    if key not in _survey_queries:
         sql = (
             f"SELECT {', '.join(part.sql(connection) for part in _SURVEY_PARTS)}"
             # Whether an answer would have webhooks to queue: it then needs not ask (services.response_submit).
             f", EXISTS (SELECT 1 FROM {WebhookEndpoint._meta.db_table} WHERE is_active)"
+            f", {'EXISTS (SELECT 1 FROM opened)' if mark_opened else 'NULL'}"
             f" FROM {Invitation._meta.db_table} i"
             f" JOIN {Customer._meta.db_table} c ON c.id = i.customer_id"
             f" JOIN {Touchpoint._meta.db_table} t ON t.id = i.touchpoint_id"
             f" LEFT JOIN {Response._meta.db_table} r ON r.invitation_id = i.id"
             " WHERE i.token = %s"
         )
+        if mark_opened:
+            sql = f"WITH opened AS ({_MARK_OPENED_PG} RETURNING 1) {sql}"
         slices, start = [], 0
         for part in _SURVEY_PARTS:
             slices.append(slice(start, start + len(part.fields)))
             start += len(part.fields)
-        _survey_queries[connection.vendor] = (sql, slices, [part.converters(connection) for part in _SURVEY_PARTS])
-    return _survey_queries[connection.vendor]
+        _survey_queries[key] = (sql, slices, [part.converters(connection) for part in _SURVEY_PARTS])
+    return _survey_queries[key]
 
 
 def invitation_for_token(*, token: str, mark_opened_at=None) -> Invitation | None:
@@ -103,18 +108,18 @@ def invitation_for_token(*, token: str, mark_opened_at=None) -> Invitation | Non
     if not _TOKEN.fullmatch(token or ""):
         return None
     connection = statements.connection_for(Invitation)
-    sql, slices, converters = _survey_query(connection)
-    params = [token]
     in_one_statement = mark_opened_at is not None and connection.vendor == "postgresql"
-    if in_one_statement:
-        sql, params = f"WITH opened AS ({_MARK_OPENED_PG}) {sql}", [mark_opened_at, token, mark_opened_at, token]
+    sql, slices, converters = _survey_query(connection, mark_opened=in_one_statement)
+    params = [mark_opened_at, token, mark_opened_at, token] if in_one_statement else [token]
     with connection.cursor() as cursor:
         statements.execute(cursor, connection, sql, params)
         row = cursor.fetchone()
-        if mark_opened_at is not None and not in_one_statement and row is not None:
+        if row is None:
+            return None
+        marked = row[-1]
+        if mark_opened_at is not None and not in_one_statement:
             statements.execute(cursor, connection, _MARK_OPENED, [mark_opened_at, token, mark_opened_at])
-    if row is None:
-        return None
+            marked = cursor.rowcount == 1
     invitation_part, customer_part, touchpoint_part, response_part = _SURVEY_PARTS
     invitation = invitation_part.instance(row[slices[0]], converters[0], connection)
     invitation.customer = customer_part.instance(row[slices[1]], converters[1], connection)
@@ -126,10 +131,9 @@ def invitation_for_token(*, token: str, mark_opened_at=None) -> Invitation | Non
             invitation, invitation.customer, invitation.touchpoint
         )
     Invitation.response.related.set_cached_value(invitation, response)
-    invitation.webhooks_listening = row[-1]
-    if mark_opened_at is not None and invitation.opened_at is None and response is None \
-            and not invitation.is_expired(mark_opened_at):
-        invitation.opened_at = mark_opened_at  # as _MARK_OPENED just did in the database
+    invitation.webhooks_listening = row[-2]
+    if marked:
+        invitation.opened_at = mark_opened_at
     return invitation
 
 

@@ -101,6 +101,25 @@ def test_a_second_visit_keeps_the_first_opened_time(client, invitation):
     assert invitation.opened_at == first_opened
 
 
+def test_opening_returns_the_invitation_with_the_opened_time_the_database_keeps(invitation):
+    from surveys import services
+
+    first = services.invitation_open(token=invitation.token)
+    again = services.invitation_open(token=invitation.token)
+
+    invitation.refresh_from_db()
+    assert invitation.opened_at is not None
+    assert first.opened_at == again.opened_at == invitation.opened_at
+
+
+def test_opening_an_answered_survey_returns_it_unopened(client, invitation):
+    from surveys import services
+
+    client.post(url(invitation), {"score": "4"})
+
+    assert services.invitation_open(token=invitation.token).opened_at is None
+
+
 def test_an_answer_posted_without_opening_the_page_leaves_it_unopened(client, invitation):
     # The one-click score links in the email open the page first; a bare POST (an API-like client) does not.
     client.post(url(invitation), {"score": "8"})
