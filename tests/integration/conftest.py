@@ -270,6 +270,14 @@ def _broker_url() -> str:
     return broker_url
 
 
+@pytest.fixture
+def broker():
+    """A client on the Celery broker's Redis, to look at queues and keys the way the workers see them."""
+    client = redis.Redis.from_url(_broker_url())
+    yield client
+    client.close()
+
+
 @pytest.fixture(scope="module")
 def celery_worker_process(worker_env):
     """One worker for the module; it reads and writes the pytest-django test database."""

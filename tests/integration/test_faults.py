@@ -196,13 +196,6 @@ SMTP_DELAY_SECONDS = 0.02
 RECOVERY_TIMEOUT = 60
 
 
-@pytest.fixture
-def broker():
-    client = redis.Redis.from_url(celery_app.conf.broker_url)
-    yield client
-    client.close()
-
-
 def _queued(broker: redis.Redis, queue: str) -> int:
     return sum(broker.llen(key) for key in broker.scan_iter(match=f"{queue}*") if broker.type(key) == b"list")
 

@@ -20,13 +20,6 @@ DETRACTORS = 8
 
 
 @pytest.fixture
-def broker():
-    client = redis.Redis.from_url(celery_app.conf.broker_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def follow_up_set(celery_workers, settings, broker):
     """CACHE_URL on the suite's Redis, under a key prefix of this test's own, here and in the workers."""
     prefix = f"lp-test-{secrets.token_hex(6)}"

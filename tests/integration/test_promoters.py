@@ -17,7 +17,6 @@ import redis
 from django.db.models import Count, F
 from django.utils import timezone
 
-from nps_app import celery_app
 from surveys import services
 from surveys.models import Category, Coupon, ReferralLink, Response
 from surveys.tasks import promoter_reward_task
@@ -156,13 +155,6 @@ def _wait_drained(worker, broker: redis.Redis, queue: str, deadline: float) -> N
 
 def _coupon_codes_emailed(worker_smtp) -> Counter:
     return Counter(COUPON_CODE.search(message["Subject"]).group(0) for message in worker_smtp.messages())
-
-
-@pytest.fixture
-def broker():
-    client = redis.Redis.from_url(celery_app.conf.broker_url)
-    yield client
-    client.close()
 
 
 def test_a_worker_killed_mid_batch_loses_no_coupon_and_issues_no_second_code(
