@@ -106,13 +106,11 @@ class _Hander:
     def __init__(self):
         self._event = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pid = 0
 
     def wake(self) -> None:
-        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-            with _lock:  # one thread per process, a forked child starts its own
-                if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                    self._pid = os.getpid()
+        if self._thread is None or not self._thread.is_alive():
+            with _lock:  # one thread per process (a forked child gets a new _Hander, below)
+                if self._thread is None or not self._thread.is_alive():
                     self._thread = threading.Thread(target=self._run, name="follow-ups", daemon=True)
                     self._thread.start()
         self._event.set()
@@ -133,10 +131,12 @@ atexit.register(flush)  # a worker stopping cleanly hands over what it has
 
 
 def _after_fork_in_child() -> None:
-    # The parent hands over what it has; the child starts empty, with a lock no thread holds.
-    global _lock
+    # The parent hands over what it has; the child starts empty, with a lock no thread holds
+    # and a hander that starts its own thread (the parent's does not exist in the child).
+    global _lock, _hander
     _lock = threading.Lock()
     del _waiting[:]
+    _hander = _Hander()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
