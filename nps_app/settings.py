@@ -64,6 +64,13 @@ if not DEBUG and (
         "(at least 50 characters, e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))')."
     )
 
+# Earlier secret keys, comma-separated: sessions, signatures and the suppression list's hashes
+# made with them still check out after SECRET_KEY is rotated.
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS")
+# The key of the keyed hashes that keep an erased address on the suppression list (and referral
+# visitors apart) without keeping the address itself. Default: SECRET_KEY (and its fallbacks).
+NPS_HASH_KEY = env_str("NPS_HASH_KEY")
+
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver" if DEBUG else "")
 if not DEBUG and not ALLOWED_HOSTS:
@@ -86,6 +93,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "surveys.middleware.ClientAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -95,6 +103,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "surveys.middleware.PrivateCacheMiddleware",
     "surveys.middleware.DatabaseUnavailableMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into a 429 page.
     "axes.middleware.AxesMiddleware",
@@ -184,9 +193,18 @@ EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
 EMAIL_FILE_PATH = VAR_DIR / "mail"
-if EMAIL_HOST:
+if env_str("EMAIL_BACKEND"):
+    # An explicit backend (a provider's API backend, say) wins over both defaults below.
+    EMAIL_BACKEND = env_str("EMAIL_BACKEND")
+elif EMAIL_HOST:
     # Django's SMTP backend, with each message's envelope addresses worked out with less work.
     EMAIL_BACKEND = "surveys.smtp_backend.EmailBackend"
+elif not DEBUG:
+    # Without a mail server every email (names, reasons) would land in files on the web server,
+    # marked sent: a production deployment says where mail goes, or does not start.
+    raise ImproperlyConfigured(
+        "EMAIL_HOST must name the SMTP server when DEBUG is off (or set EMAIL_BACKEND explicitly)."
+    )
 else:
     # Development: one .eml file per message under var/mail/, readable in any
     # mail client or text editor, with clickable links.
@@ -309,11 +327,27 @@ RATELIMIT_FAIL_OPEN = True
 NPS_RATE_SURVEY_PER_TOKEN = env_str("NPS_RATE_SURVEY_PER_TOKEN", "10/m")
 NPS_RATE_SURVEY_PER_IP = env_str("NPS_RATE_SURVEY_PER_IP", "120/m")
 NPS_RATE_API_PER_KEY = env_str("NPS_RATE_API_PER_KEY", "1200/m")
-for _name in ("NPS_RATE_SURVEY_PER_TOKEN", "NPS_RATE_SURVEY_PER_IP", "NPS_RATE_API_PER_KEY"):
+# Visits to promoters' share links (/r/<code>/) per client address.
+NPS_RATE_REFERRAL_PER_IP = env_str("NPS_RATE_REFERRAL_PER_IP", "30/m")
+for _name in ("NPS_RATE_SURVEY_PER_TOKEN", "NPS_RATE_SURVEY_PER_IP", "NPS_RATE_API_PER_KEY", "NPS_RATE_REFERRAL_PER_IP"):
     if not re.fullmatch(r"\d+/\d*[smhd]", globals()[_name]):
         raise ImproperlyConfigured(f"{_name}={globals()[_name]!r}: expected a count per period, such as 10/m or 100/5m.")
 
+# How many reverse proxies (a TLS terminator, a load balancer) stand in front of the app and
+# append to X-Forwarded-For. 0: the connection's address is the client's. The client address
+# is resolved once per request (surveys.middleware.ClientAddressMiddleware) and used by the rate
+# limits, the login lockout and referral visits.
+NPS_TRUSTED_PROXIES = env_int("NPS_TRUSTED_PROXIES", 0)
+if NPS_TRUSTED_PROXIES < 0:
+    raise ImproperlyConfigured(f"NPS_TRUSTED_PROXIES={NPS_TRUSTED_PROXIES}: expected 0 or more proxies.")
+
+# Webhook endpoints on loopback, private, link-local or metadata addresses are refused unless this is on.
+NPS_WEBHOOK_ALLOW_PRIVATE = env_bool("NPS_WEBHOOK_ALLOW_PRIVATE", False)
+
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+# The lockout counts per user name and client address together, so nobody can lock a manager out
+# from elsewhere; the address is the one the middleware resolved, not a header anyone can send.
+AXES_CLIENT_IP_CALLABLE = "surveys.core.client_address.client_address"
 AXES_COOLOFF_TIME = 1  # hour
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True

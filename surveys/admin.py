@@ -2,6 +2,7 @@
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -14,9 +15,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from . import emails, imports, selectors, services, webhooks
-from .forms import CustomerImportForm, SendSurveyForm, WebhookEndpointForm
+from .forms import CustomerAdminForm, CustomerImportForm, SendSurveyForm, WebhookEndpointForm
 from .models import (
     ApiKey,
+    ApiScope,
     CaseNote,
     Coupon,
     Customer,
@@ -137,14 +139,42 @@ class SurveySkipInline(ReadOnlyInline):
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    list_display = ["email", "name", "external_id", "locale", "unsubscribed_at", "created_at"]
-    list_filter = [("unsubscribed_at", admin.EmptyFieldListFilter), "locale"]
+    form = CustomerAdminForm
+    list_display = ["email", "name", "external_id", "locale", "unsubscribed_at", "erased_at", "created_at"]
+    list_filter = [("unsubscribed_at", admin.EmptyFieldListFilter), ("erased_at", admin.EmptyFieldListFilter), "locale"]
     search_fields = ["email", "name", "external_id", "phone"]
-    readonly_fields = ["created_at", "updated_at", "unsubscribed_at"]
-    fields = ["email", "name", "phone", "external_id", "locale", "unsubscribed_at", "created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at", "unsubscribed_at", "erased_at"]
+    fields = ["email", "name", "phone", "external_id", "locale", "unsubscribed_at", "erased_at", "created_at",
+              "updated_at"]
     inlines = [InvitationInline, SurveySkipInline]
     actions = ["send_survey", "export_data", "erase_personal_data"]
     change_list_template = "admin/surveys/customer/change_list.html"
+
+    def has_change_permission(self, request, obj=None):
+        # An erased person's record is never filled with data again (SPEC §8.1): it can only be looked at.
+        if obj is not None and obj.erased_at is not None:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        """Through the services, as every other way in: canonical address, suppression, erased records refused."""
+        data = form.cleaned_data
+        try:
+            if change:
+                services.customer_edit(
+                    customer=obj, email=data["email"], name=data["name"], phone=data["phone"],
+                    external_id=data["external_id"], locale=data["locale"],
+                )
+            else:
+                created, _ = services.customer_import_row(
+                    email=data["email"], name=data["name"], phone=data["phone"],
+                    external_id=data["external_id"], locale=data["locale"],
+                )
+                obj.pk = created.pk
+            obj.refresh_from_db()
+        except services.CustomerConflict as exc:
+            # The form checked uniqueness; only a concurrent change gets here.
+            raise PermissionDenied(str(exc)) from exc
 
     @admin.action(description="Export everything stored about the customer (JSON)", permissions=["view"])
     def export_data(self, request, queryset):
@@ -332,18 +362,34 @@ class SurveySkipAdmin(admin.ModelAdmin):
         return False
 
 
+class ApiKeyAdminForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=ApiScope.choices, widget=forms.CheckboxSelectMultiple, initial=ApiScope.values,
+        help_text="What this key may do. Give an integration only what it needs.",
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "scopes"]
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
-    fields = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    form = ApiKeyAdminForm
+    list_display = ["name", "prefix", "scope_list", "created_at", "last_used_at", "revoked_at"]
+    fields = ["name", "scopes", "prefix", "created_at", "last_used_at", "revoked_at"]
     readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 
+    @admin.display(description="scopes")
+    def scope_list(self, obj):
+        return ", ".join(obj.scopes)
+
     def save_model(self, request, obj, form, change):
         if change:
-            obj.save(update_fields=["name"])
+            obj.save(update_fields=["name", "scopes"])
             return
-        api_key, raw_key = services.api_key_create(name=obj.name)
+        api_key, raw_key = services.api_key_create(name=obj.name, scopes=form.cleaned_data["scopes"])
         obj.pk, obj.prefix, obj.key_hash = api_key.pk, api_key.prefix, api_key.key_hash
         self.message_user(
             request,
@@ -416,13 +462,27 @@ class CouponAdmin(admin.ModelAdmin):
 
 
 class CaseNoteInline(admin.TabularInline):
+    """Notes are added through services.case_note_add (FollowUpCaseAdmin.save_formset), never edited or removed."""
+
     model = CaseNote
     extra = 0
     fields = ["created_at", "author", "text"]
     readonly_fields = ["created_at", "author"]
+    can_delete = False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class FollowUpCaseAdminForm(forms.ModelForm):
+    class Meta:
+        model = FollowUpCase
+        fields = ["status", "assignee"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The same people the cases pages offer: those who may work cases.
+        self.fields["assignee"].queryset = selectors.case_assignees()
 
 
 @admin.register(FollowUpCase)
@@ -431,9 +491,11 @@ class FollowUpCaseAdmin(admin.ModelAdmin):
     list_filter = ["status", "touchpoint", ("won_back_at", admin.EmptyFieldListFilter)]
     search_fields = ["customer__email", "customer__name", "response__reason"]
     list_select_related = ["customer", "touchpoint", "response", "assignee"]
+    form = FollowUpCaseAdminForm
     fields = ["customer", "touchpoint", "response", "status", "assignee", "opened_at", "due_at", "contacted_at",
               "resolved_at", "won_back_at", "alert_sent_at"]
-    readonly_fields = ["customer", "touchpoint", "response", "opened_at", "contacted_at", "resolved_at",
+    # Times are set by the rules of the cases pages (services.case_status_set), never typed in.
+    readonly_fields = ["customer", "touchpoint", "response", "opened_at", "due_at", "contacted_at", "resolved_at",
                        "won_back_at", "alert_sent_at"]
     inlines = [CaseNoteInline]
 
@@ -444,11 +506,19 @@ class FollowUpCaseAdmin(admin.ModelAdmin):
     def score(self, obj):
         return obj.response.score
 
+    def save_model(self, request, obj, form, change):
+        """Status and assignee through the same services as the cases pages: times, notes, statistics."""
+        case = FollowUpCase.objects.get(pk=obj.pk)
+        if "assignee" in form.changed_data:
+            services.case_assign(case=case, assignee=form.cleaned_data["assignee"], by=request.user)
+        if "status" in form.changed_data:
+            services.case_status_set(case=case, status=form.cleaned_data["status"], by=request.user)
+        obj.refresh_from_db()
+
     def save_formset(self, request, form, formset, change):
         for note in formset.save(commit=False):
-            if note.author_id is None:
-                note.author = request.user
-            note.save()
+            if note.pk is None:
+                services.case_note_add(case=form.instance, author=request.user, text=note.text)
 
 
 @admin.register(ReferralLink)

@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import emails, ratelimits, selectors, services
 from .forms import InvitationRequestForm, ReferralConversionForm
-from .models import ApiKey
+from .models import ApiKey, ApiScope
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
@@ -25,6 +25,10 @@ def api_error(status: int, code: str, detail: str, **extra) -> JsonResponse:
     if status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="api"'
     return response
+
+
+def _forbidden(scope: str) -> JsonResponse:
+    return api_error(403, "forbidden", f"This API key may not do this: it needs the {scope!r} scope.")
 
 
 def _authenticate(request: HttpRequest) -> ApiKey | None:
@@ -64,6 +68,8 @@ def invitations_create(request: HttpRequest) -> JsonResponse:
     api_key = _authenticate(request)
     if api_key is None:
         return api_error(401, "unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'.")
+    if not api_key.allows(ApiScope.INVITATIONS):
+        return _forbidden(ApiScope.INVITATIONS)
     if ratelimits.api_key_limited(request, api_key):
         return _rate_limited()
     data, error = _parse_json_object(request)
@@ -86,7 +92,14 @@ def invitations_create(request: HttpRequest) -> JsonResponse:
 
     with transaction.atomic():
         if idempotency_key:
-            earlier = services.idempotency_claim(api_key=api_key, key=idempotency_key)
+            request_hash = services.idempotency_request_hash(method=request.method, path=request.path, body=request.body)
+            try:
+                earlier = services.idempotency_claim(api_key=api_key, key=idempotency_key, request_hash=request_hash)
+            except services.IdempotencyKeyReused:
+                return api_error(
+                    422, "idempotency_key_reused",
+                    "This Idempotency-Key was used for a different request in the last 24 hours; use a new key.",
+                )
             if earlier is not None:
                 replay = JsonResponse(earlier.body, status=earlier.status_code)
                 replay["Idempotent-Replayed"] = "true"
@@ -97,6 +110,9 @@ def invitations_create(request: HttpRequest) -> JsonResponse:
                 name=form.cleaned_data["name"],
                 external_id=form.cleaned_data["external_id"] or None,
             )
+        except services.CustomerErased as exc:
+            transaction.set_rollback(True)
+            return api_error(422, "customer_erased", str(exc))
         except services.CustomerConflict as exc:
             transaction.set_rollback(True)
             return api_error(409, "customer_conflict", str(exc))
@@ -108,12 +124,14 @@ def invitations_create(request: HttpRequest) -> JsonResponse:
             status = 201
             body = {"id": invitation.pk, "status": invitation.status, "survey_url": emails.survey_url(invitation)}
         if idempotency_key:
-            services.idempotency_complete(api_key=api_key, key=idempotency_key, status_code=status, body=body)
+            services.idempotency_complete(
+                api_key=api_key, key=idempotency_key, status_code=status, body=body, customer=customer
+            )
     return JsonResponse(body, status=status)
 
 
-def _api_post(request: HttpRequest) -> tuple[ApiKey | None, JsonResponse | None]:
-    """Method and key checks shared by the POST endpoints."""
+def _api_post(request: HttpRequest, scope: str) -> tuple[ApiKey | None, JsonResponse | None]:
+    """Method, key and scope checks shared by the POST endpoints."""
     if request.method != "POST":
         response = api_error(405, "method_not_allowed", "Use POST.")
         response["Allow"] = "POST"
@@ -121,6 +139,8 @@ def _api_post(request: HttpRequest) -> tuple[ApiKey | None, JsonResponse | None]
     api_key = _authenticate(request)
     if api_key is None:
         return None, api_error(401, "unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'.")
+    if not api_key.allows(scope):
+        return None, _forbidden(scope)
     if ratelimits.api_key_limited(request, api_key):
         return None, _rate_limited()
     return api_key, None
@@ -136,7 +156,7 @@ def _rate_limited() -> JsonResponse:
 
 @csrf_exempt
 def coupon_redeem(request: HttpRequest, code: str) -> JsonResponse:
-    _, error = _api_post(request)
+    _, error = _api_post(request, ApiScope.COUPONS)
     if error is not None:
         return error
     try:
@@ -162,7 +182,7 @@ def coupon_redeem(request: HttpRequest, code: str) -> JsonResponse:
 
 @csrf_exempt
 def referral_convert(request: HttpRequest, code: str) -> JsonResponse:
-    _, error = _api_post(request)
+    _, error = _api_post(request, ApiScope.ORDERS)
     if error is not None:
         return error
     data, error = _parse_json_object(request)
@@ -177,7 +197,8 @@ def referral_convert(request: HttpRequest, code: str) -> JsonResponse:
     if email:
         form = ReferralConversionForm({"email": email})
         if not form.is_valid():
-            return api_error(400, "invalid_request", "email: Enter a valid email address.")
+            return api_error(400, "invalid_request", f"email: {form.errors['email'][0]}")
+        email = form.cleaned_data["email"]
     if len(order_id) > 120:
         return api_error(400, "invalid_request", "order_id: at most 120 characters.")
     try:

@@ -18,7 +18,6 @@ from functools import wraps
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.core.paginator import EmptyPage, Paginator
-from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import Count, Max, Q, Value
 from django.db.models.functions import Lower
@@ -28,8 +27,8 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from . import emails, ratelimits, selectors, services
-from .forms import reject_control_characters
-from .models import Customer, Invitation, Response, Touchpoint
+from .core import validation
+from .models import ApiScope, Customer, Invitation, Response, Touchpoint
 from .nps import NpsFigures, round_half_away_from_zero
 
 MAX_BODY_BYTES = 64 * 1024
@@ -75,6 +74,10 @@ def delighted_endpoint(*methods: str):
             api_key = _authenticate(request)
             if api_key is None:
                 return _error(401, "Invalid API key: send it as the HTTP Basic user name.")
+            # Reading needs the read scope; anything that writes (erasure included), the delighted scope.
+            scope = ApiScope.READ if request.method in ("GET", "HEAD") else ApiScope.DELIGHTED
+            if not api_key.allows(scope):
+                return _error(403, f"This API key may not do this: it needs the {scope!r} scope.")
             if ratelimits.api_key_limited(request, api_key):
                 response = _error(429, f"Too many requests; retry in {ratelimits.RETRY_AFTER_SECONDS} seconds.")
                 response["Retry-After"] = str(ratelimits.RETRY_AFTER_SECONDS)
@@ -194,14 +197,27 @@ def _text(data: dict, name: str, max_length: int) -> str:
         return ""
     if not isinstance(value, (str, int)):
         raise ApiError(422, f"{name} must be a string.", [f"{name} is invalid"])
-    value = str(value).strip()
-    if len(value) > max_length:
-        raise ApiError(422, f"{name} is too long (at most {max_length} characters).", [f"{name} is too long"])
     try:
-        reject_control_characters(value)
-    except ValidationError:
-        raise ApiError(422, f"{name} contains a line break or control character.", [f"{name} is invalid"]) from None
-    return value
+        return validation.clean_line(str(value), label=name, max_length=max_length)
+    except ValidationError as exc:
+        raise ApiError(422, exc.messages[0], [f"{name} is invalid"]) from None
+
+
+def _email(data: dict, name: str, *, required: bool) -> str:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ApiError(422, f"{name} must be a string.", [f"{name} is invalid"])
+    try:
+        return validation.clean_email(value, label=name, required=required)
+    except ValidationError as exc:
+        raise ApiError(422, f"{name}: {exc.messages[0]}", [f"{name} is invalid"]) from None
+
+
+def _locale(properties: dict) -> str:
+    try:
+        return validation.clean_locale(properties.get("locale") if properties.get("locale") is not None else "")
+    except ValidationError as exc:
+        raise ApiError(422, f"properties[locale]: {exc.messages[0]}", ["locale is invalid"]) from None
 
 
 def _integer(data: dict, name: str, minimum: int | None = None, maximum: int | None = None) -> int | None:
@@ -336,31 +352,22 @@ def people(request: HttpRequest, **kwargs) -> JsonResponse:
 
 def _people_create(request: HttpRequest) -> JsonResponse:
     data = _params(request)
-    email = _text(data, "email", 254)
-    if not email:
-        raise ApiError(422, "An email is required.", ["email is required"])
-    try:
-        validate_email(email)
-    except ValidationError:
-        raise ApiError(422, f"{email!r} is not a valid email address.", ["email is invalid"]) from None
-    email_update = _text(data, "email_update", 254)
-    if email_update:
-        try:
-            validate_email(email_update)
-        except ValidationError:
-            raise ApiError(422, "email_update is not a valid email address.", ["email_update is invalid"]) from None
-    name = _text(data, "name", 200)
-    phone = _text(data, "phone_number", 40)
+    email = _email(data, "email", required=True)
+    email_update = _email(data, "email_update", required=False)
+    name = _text(data, "name", validation.NAME_MAX_LENGTH)
+    phone = _text(data, "phone_number", validation.PHONE_MAX_LENGTH)
     properties = _properties(data)
     delay = _integer(data, "delay", 0, 366 * 86400) or 0
     send = _boolean(data, "send", True)
-    locale = str(properties.get("locale", ""))[:10]
+    locale = _locale(properties)
     last_sent_at = _timestamp(data, "last_sent_at")
     with transaction.atomic():
         try:
             customer = services.customer_upsert(email=email, name=name, phone=phone, locale=locale)
-            if email_update and email_update.lower() != customer.email.lower():
+            if email_update and email_update != customer.email:
                 customer = services.customer_change_email(customer=customer, email=email_update)
+        except services.CustomerErased as exc:
+            raise ApiError(422, str(exc), ["person is erased"]) from None
         except services.CustomerConflict as exc:
             raise ApiError(422, str(exc), ["email is taken"]) from None
         if last_sent_at is not None:
@@ -422,9 +429,9 @@ def _with_email(people_qs, email: str):
     return people_qs.alias(email_lower=Lower("email")).filter(email_lower=Lower(Value(email)))
 
 
-def _customer_for_identifier(identifier: str) -> Customer:
+def _customer_for_identifier(identifier: str, *, erased_too: bool = False) -> Customer:
     kind, _, value = identifier.partition(":")
-    people_qs = Customer.objects.filter(erased_at__isnull=True)
+    people_qs = Customer.objects.all() if erased_too else Customer.objects.filter(erased_at__isnull=True)
     if kind == "email" and value:
         customer = _with_email(people_qs, value).first()
     elif kind == "phone_number" and value:
@@ -440,7 +447,15 @@ def _customer_for_identifier(identifier: str) -> Customer:
 
 @delighted_endpoint("DELETE")
 def person_delete(request: HttpRequest, identifier: str, **kwargs) -> JsonResponse:
-    services.customer_erase(customer=_customer_for_identifier(identifier))
+    """Erase a person. Asking again is harmless: an erased record is scrubbed again, an erased address is done."""
+    try:
+        customer = _customer_for_identifier(identifier, erased_too=True)
+    except ApiError:
+        kind, _, value = identifier.partition(":")
+        if kind == "email" and value and services.address_is_suppressed(value):
+            return JsonResponse({"ok": True}, status=202)
+        raise
+    services.customer_erase(customer=customer)
     return JsonResponse({"ok": True}, status=202)
 
 
@@ -627,14 +642,11 @@ def _people_page(request: HttpRequest, people_qs, moment_field: str, label: str)
 def unsubscribes(request: HttpRequest, **kwargs) -> JsonResponse:
     if request.method == "POST":
         data = _params(request)
-        email = _text(data, "person_email", 254)
-        if not email:
-            raise ApiError(422, "person_email is required.", ["person_email is required"])
+        email = _email(data, "person_email", required=True)
         try:
-            validate_email(email)
-        except ValidationError:
-            raise ApiError(422, "person_email is not a valid email address.", ["person_email is invalid"]) from None
-        customer = services.customer_upsert(email=email)
+            customer = services.customer_upsert(email=email)
+        except services.CustomerConflict as exc:
+            raise ApiError(422, str(exc), ["person_email is invalid"]) from None
         services.customer_unsubscribe(customer=customer)
         return JsonResponse({"ok": True})
     people_qs = Customer.objects.filter(unsubscribed_at__isnull=False, erased_at__isnull=True)

@@ -71,7 +71,7 @@ def _customer_message(*, template: str, customer: Customer, context: dict) -> Cu
 
 
 def _customer_email(*, customer: Customer, unsubscribe: str, subject: str, text: str, html: str) -> CustomerEmail:
-    return CustomerEmail(
+    message = CustomerEmail(
         subject=subject,
         body=text,
         from_email=settings.DEFAULT_FROM_EMAIL,
@@ -82,6 +82,9 @@ def _customer_email(*, customer: Customer, unsubscribe: str, subject: str, text:
         },
         alternatives=[(html, "text/html")],
     )
+    # Whom the email is about, for the development mail files (never a header: see mail_backends).
+    message.customer_id = customer.pk
+    return message
 
 
 def invitation_message(invitation: Invitation, reminder: bool = False) -> CustomerEmail:
@@ -236,4 +239,5 @@ def case_alert_message(case, recipients: list[str]) -> EmailMultiAlternatives:
         to=recipients,
     )
     message.attach_alternative(render_to_string("emails/case_alert_body.html", context), "text/html")
+    message.customer_id = case.customer_id
     return message

@@ -11,16 +11,52 @@ from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
+from .core import validation
 from .models import REASON_MAX_LENGTH, Category, Touchpoint
 
 SCORE_CHOICES = [(score, str(score)) for score in range(11)]
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def reject_control_characters(value: str) -> None:
-    # A line break in a name would otherwise end up in an email's To header.
-    if _CONTROL_CHARACTERS.search(value or ""):
-        raise ValidationError("Line breaks and control characters are not allowed.")
+class EmailAddressField(forms.CharField):
+    """A customer's address, cleaned by the one validator (core.validation.clean_email): canonical form."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", validation.EMAIL_MAX_LENGTH)
+        super().__init__(**kwargs)
+
+    def clean(self, value):
+        value = self.to_python(value)
+        if not value:
+            return super().clean(value)  # "This field is required." where it is
+        try:
+            return validation.clean_email(value)
+        except ValidationError as exc:
+            raise ValidationError(exc.messages[0], code=getattr(exc, "code", "invalid")) from None
+
+
+class LineField(forms.CharField):
+    """A one-line value (name, phone, external id): no line breaks or control characters (core.validation)."""
+
+    def __init__(self, *, max_length: int, **kwargs):
+        super().__init__(max_length=max_length, **kwargs)
+        self.validators.append(self._check)
+
+    def _check(self, value: str) -> None:
+        validation.clean_line(value, label=str(self.label or "This value"), max_length=self.max_length)
+
+
+class LocaleField(forms.CharField):
+    """A language we survey in ("es", "de-AT"), cleaned by core.validation.clean_locale."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=40, required=False, **kwargs)
+
+    def clean(self, value):
+        return validation.clean_locale(super().clean(value))
+
+
+def _reason_check(value: str) -> None:
+    validation.clean_text(value, label="The reason", max_length=REASON_MAX_LENGTH)
 
 
 @lru_cache(maxsize=64)
@@ -67,6 +103,7 @@ class SurveyResponseForm(forms.Form):
     reason = _ReasonField(
         required=False,
         max_length=REASON_MAX_LENGTH,
+        validators=[_reason_check],
         widget=forms.Textarea(attrs={"rows": 4, "maxlength": REASON_MAX_LENGTH}),
     )
 
@@ -101,9 +138,9 @@ class InvitationRequestForm(forms.Form):
     """Validates the JSON body of POST /api/v1/invitations."""
 
     touchpoint = forms.SlugField(max_length=60)
-    email = forms.EmailField(max_length=254)
-    name = forms.CharField(max_length=200, required=False, validators=[reject_control_characters])
-    external_id = forms.CharField(max_length=120, required=False, validators=[reject_control_characters])
+    email = EmailAddressField()
+    name = LineField(max_length=validation.NAME_MAX_LENGTH, required=False, label="name")
+    external_id = LineField(max_length=validation.EXTERNAL_ID_MAX_LENGTH, required=False, label="external_id")
 
     def __init__(self, data: dict, **kwargs):
         # JSON can carry numbers, lists or null where text is expected: only
@@ -127,7 +164,7 @@ class SendSurveyForm(forms.Form):
 
 
 class ReferralConversionForm(forms.Form):
-    email = forms.EmailField(max_length=254)
+    email = EmailAddressField()
 
 
 class CaseNoteForm(forms.Form):
@@ -218,6 +255,25 @@ class CustomerImportForm(forms.Form):
     dry_run = forms.BooleanField(required=False, label="Dry run: check every row, write nothing")
 
 
+class CustomerAdminForm(forms.ModelForm):
+    """The admin's customer form: every field through the one validator, as the APIs and imports do."""
+
+    email = EmailAddressField()
+    name = LineField(max_length=validation.NAME_MAX_LENGTH, required=False, label="name")
+    phone = LineField(max_length=validation.PHONE_MAX_LENGTH, required=False, label="phone")
+    external_id = LineField(max_length=validation.EXTERNAL_ID_MAX_LENGTH, required=False, label="external id")
+    locale = LocaleField()
+
+    class Meta:
+        from .models import Customer
+
+        model = Customer
+        fields = ["email", "name", "phone", "external_id", "locale"]
+
+    def clean_external_id(self):
+        return self.cleaned_data["external_id"] or None
+
+
 class WebhookEndpointForm(forms.ModelForm):
     url = forms.URLField(max_length=500, assume_scheme="https", label="URL")
     events = forms.MultipleChoiceField(
@@ -235,3 +291,10 @@ class WebhookEndpointForm(forms.ModelForm):
 
         super().__init__(*args, **kwargs)
         self.fields["events"].choices = WebhookEndpoint.Event.choices
+
+    def clean_url(self):
+        from .webhooks import webhook_url_check
+
+        url = self.cleaned_data["url"]
+        webhook_url_check(url)
+        return url

@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from . import services
+from .core import validation
 from .imports import _NOT_UTF8, ImportFileError, UnreadableLine, _open_text, rows_in_chunks
 from .models import REASON_MAX_LENGTH, Category, Invitation, Response, StatsWatermark, Touchpoint
 
@@ -157,9 +157,7 @@ def _import_row(line, values, header, touchpoint, touchpoints, summary, fail) ->
     row = {column: (values[i].strip() if i < len(values) else "") for i, column in enumerate(header)}
     email = row.get("email", "")
     try:
-        validate_email(email)
-        if len(email) > 254:  # the longest address a customer record holds
-            raise ValidationError("too long")
+        email = validation.clean_email(email)
     except ValidationError:
         fail(line, f"invalid email {email!r}")
         return
@@ -177,11 +175,12 @@ def _import_row(line, values, header, touchpoint, touchpoints, summary, fail) ->
     if moment > timezone.now():
         fail(line, "the date is in the future")
         return
-    comment = row.get("comment", "")
-    if len(comment) > REASON_MAX_LENGTH or "\x00" in comment:
-        fail(line, f"comment longer than {REASON_MAX_LENGTH} characters or with a NUL character")
+    try:
+        comment = validation.clean_text(row.get("comment", ""), label="comment", max_length=REASON_MAX_LENGTH)
+        name = validation.clean_name(row.get("name", ""))
+    except ValidationError as exc:
+        fail(line, exc.messages[0])
         return
-    name = row.get("name", "")[:200]
     row_touchpoint = touchpoint
     if row.get("touchpoint"):
         row_touchpoint = touchpoints.get(row["touchpoint"])
@@ -194,7 +193,7 @@ def _import_row(line, values, header, touchpoint, touchpoints, summary, fail) ->
     if row.get("response_id"):
         import_key = f"id:{row['response_id']}"[:200]
     else:
-        fingerprint = "|".join([email.lower(), moment.isoformat(), str(score), comment])
+        fingerprint = "|".join([email, moment.isoformat(), str(score), comment])
         import_key = "row:" + hashlib.sha256(fingerprint.encode()).hexdigest()
     if Response.objects.filter(import_key=import_key).exists():
         summary.already_imported += 1

@@ -218,6 +218,11 @@ class Invitation(models.Model):
     def is_expired(self, now=None) -> bool:
         return (now or timezone.now()) >= self.expires_at
 
+    @property
+    def is_closed(self) -> bool:
+        """Its link takes no answer and shows nothing (SPEC §8.3): cancelled, failed, or its person erased."""
+        return self.status in (self.Status.CANCELLED, self.Status.FAILED) or self.customer.erased_at is not None
+
 
 class Response(models.Model):
     invitation = models.OneToOneField(Invitation, on_delete=models.CASCADE, related_name="response")
@@ -292,8 +297,23 @@ class SurveySkip(models.Model):
         return f"{self.customer.email}: {self.get_reason_display()}"
 
 
+class ApiScope(models.TextChoices):
+    """What an API key may do. A key made without naming scopes may do everything."""
+
+    INVITATIONS = "invitations", "invitations: trigger surveys (POST /api/v1/invitations)"
+    COUPONS = "coupons", "coupons: redeem coupons (POST /api/v1/coupons/<code>/redeem)"
+    ORDERS = "orders", "orders: report orders and referred sign-ups (POST /api/v1/referrals/<code>/convert)"
+    DELIGHTED = "delighted", "delighted: write through the Delighted-compatible /v1/ (people, answers, unsubscribes, erasure)"
+    READ = "read", "read: list people, answers and metrics through /v1/"
+
+
+def all_api_scopes() -> list[str]:
+    return list(ApiScope.values)
+
+
 class ApiKey(models.Model):
     name = models.CharField(max_length=100)
+    scopes = models.JSONField(default=all_api_scopes, help_text="What this key may do.")
     prefix = models.CharField(max_length=16, unique=True, help_text="Shown to tell keys apart; not secret.")
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -307,12 +327,19 @@ class ApiKey(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
 
+    def allows(self, scope: str) -> bool:
+        return scope in (self.scopes or [])
+
 
 class IdempotencyRecord(models.Model):
     """The first answer to an API request sent with an Idempotency-Key."""
 
     api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=255)
+    # SHA-256 of the method, path and body: the same key with another request is refused, not replayed.
+    request_hash = models.CharField(max_length=64, blank=True)
+    # Whom the answer is about, so that erasing them removes it (the key itself may hold their address).
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     status_code = models.PositiveSmallIntegerField(default=0)
     body = models.JSONField(default=dict)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -607,6 +634,10 @@ class WebhookDelivery(models.Model):
         FAILED = "failed", "Failed (gave up)"
 
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    # Whom the payload is about: erasure finds their deliveries by this, whatever address they had then.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
     event = models.CharField(max_length=40)
     payload = models.JSONField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
@@ -623,6 +654,7 @@ class WebhookDelivery(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["next_attempt_at"], name="webhook_due_idx", condition=Q(status="pending")),
+            models.Index(fields=["customer"], name="webhook_customer_idx", condition=Q(customer__isnull=False)),
         ]
 
 
@@ -634,3 +666,20 @@ class SuppressedAddress(models.Model):
 
     class Meta:
         verbose_name_plural = "suppressed addresses"
+
+
+class FormerAddress(models.Model):
+    """An address a customer gave up (an email change), kept only as a keyed hash.
+
+    Erasing the customer puts these on the suppression list too: a person who
+    asks to be forgotten is not emailed at an address they used before.
+    """
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="former_addresses")
+    address_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "address_hash"], name="former_address_once_per_customer")
+        ]

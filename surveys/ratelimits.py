@@ -25,6 +25,7 @@ from django.http import HttpRequest
 from redis.exceptions import RedisError
 
 from . import redis_store
+from .core.client_address import client_address
 
 logger = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 60
@@ -75,13 +76,22 @@ def _limited(counters: list[tuple[str, str, str]]) -> bool:
         return not settings.RATELIMIT_FAIL_OPEN
 
 
-def survey_answer_limited(request: HttpRequest, token: str) -> bool:
-    address = request.META.get("REMOTE_ADDR", "")
-    # Both counters advance on every answer, so neither limit can be dodged by the other.
-    return _limited([
-        ("survey-token", token, settings.NPS_RATE_SURVEY_PER_TOKEN),
-        ("survey-ip", address, settings.NPS_RATE_SURVEY_PER_IP),
-    ])
+def survey_answer_limited(request: HttpRequest, token: str, *, valid: bool = True) -> bool:
+    """Whether this answer to the survey `token` is over a limit.
+
+    Every post counts for its token. Only a valid answer counts for the client's address too:
+    a form sent back with an error (a customer fixing a typo) does not use up the budget that
+    everyone behind the same address shares.
+    """
+    counters = [("survey-token", token, settings.NPS_RATE_SURVEY_PER_TOKEN)]
+    if valid:
+        counters.append(("survey-ip", client_address(request), settings.NPS_RATE_SURVEY_PER_IP))
+    # The counters advance together, so neither limit can be dodged by the other.
+    return _limited(counters)
+
+
+def referral_visit_limited(request: HttpRequest) -> bool:
+    return _limited([("referral-ip", client_address(request), settings.NPS_RATE_REFERRAL_PER_IP)])
 
 
 def api_key_limited(request: HttpRequest, api_key) -> bool:

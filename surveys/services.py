@@ -23,7 +23,9 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from . import emails, follow_ups, selectors, statements, webhooks
+from . import emails, follow_ups, mail_backends, selectors, statements, webhooks
+from .core import validation
+from .core.hashing import keyed_hash, keyed_hashes
 from .models import (
     REASON_MAX_LENGTH,
     ApiKey,
@@ -33,6 +35,7 @@ from .models import (
     Customer,
     DailyStat,
     FollowUpCase,
+    FormerAddress,
     IdempotencyRecord,
     Invitation,
     ReferralConversion,
@@ -45,6 +48,8 @@ from .models import (
     SuppressedAddress,
     SurveySkip,
     Touchpoint,
+    WebhookDelivery,
+    all_api_scopes,
     new_coupon_code,
 )
 
@@ -58,6 +63,21 @@ SWEEP_BATCH = 1000
 
 class CustomerConflict(Exception):
     """The email and the external id given belong to two different customers."""
+
+
+class CustomerErased(CustomerConflict):
+    """The record is an erased person's: it is never filled with data again."""
+
+    def __init__(self, message: str = "This person's data was erased on request; the record cannot be filled again."):
+        super().__init__(message)
+
+
+class IdempotencyKeyReused(Exception):
+    """The Idempotency-Key was used before for a different request."""
+
+
+class InvitationClosed(Exception):
+    """The invitation was cancelled, never delivered, or its person erased: it takes no answer."""
 
 
 class AlreadyAnswered(Exception):
@@ -81,11 +101,15 @@ def _hash_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
-def api_key_create(*, name: str) -> tuple[ApiKey, str]:
-    """Create a key and return it with its secret, which is never stored."""
+def api_key_create(*, name: str, scopes: list[str] | None = None) -> tuple[ApiKey, str]:
+    """Create a key and return it with its secret, which is never stored. No scopes named: every scope."""
+    scopes = all_api_scopes() if scopes is None else list(dict.fromkeys(scopes))
+    unknown = [scope for scope in scopes if scope not in all_api_scopes()]
+    if unknown or not scopes:
+        raise ValidationError(f"Scopes are {', '.join(all_api_scopes())}; not {', '.join(unknown) or 'none'}.")
     secret = secrets.token_urlsafe(32)
     raw_key = f"lp_{secret}"
-    api_key = ApiKey.objects.create(name=name, prefix=raw_key[:11], key_hash=_hash_key(raw_key))
+    api_key = ApiKey.objects.create(name=name, prefix=raw_key[:11], key_hash=_hash_key(raw_key), scopes=scopes)
     return api_key, raw_key
 
 
@@ -108,30 +132,48 @@ def api_key_revoke(*, api_key: ApiKey) -> None:
 # --- Idempotency -------------------------------------------------------------
 
 
-def idempotency_claim(*, api_key: ApiKey, key: str) -> IdempotencyRecord | None:
+def idempotency_request_hash(*, method: str, path: str, body: bytes) -> str:
+    """What binds an Idempotency-Key to its request: the method, the path and the exact body."""
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode(), body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def idempotency_claim(*, api_key: ApiKey, key: str, request_hash: str) -> IdempotencyRecord | None:
     """Reserve `key` inside the caller's transaction.
 
     Returns the earlier record when the key was already used within 24 hours
-    (the caller replays its answer), or None when the caller goes ahead and
-    must finish with `idempotency_complete` in the same transaction. A
+    for the same request (the caller replays its answer), or None when the
+    caller goes ahead and must finish with `idempotency_complete` in the same
+    transaction. Raises `IdempotencyKeyReused` when the key came with another
+    request: replaying its answer would hand out someone else's survey link. A
     concurrent request with the same key waits on the unique index until the
     first one commits, then replays it.
     """
     now = timezone.now()
     IdempotencyRecord.objects.filter(api_key=api_key, key=key, created_at__lt=now - IDEMPOTENCY_WINDOW).delete()
     existing = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
-    if existing is not None:
-        return existing
-    try:
-        with transaction.atomic():
-            IdempotencyRecord.objects.create(api_key=api_key, key=key, created_at=now)
-    except IntegrityError:
-        return IdempotencyRecord.objects.get(api_key=api_key, key=key)
-    return None
+    if existing is None:
+        try:
+            with transaction.atomic():
+                IdempotencyRecord.objects.create(api_key=api_key, key=key, request_hash=request_hash, created_at=now)
+            return None
+        except IntegrityError:
+            existing = IdempotencyRecord.objects.get(api_key=api_key, key=key)
+    # (A record from before keys were bound to their request has no hash: it replays as it did.)
+    if existing.request_hash and not hmac.compare_digest(existing.request_hash, request_hash):
+        raise IdempotencyKeyReused(key)
+    return existing
 
 
-def idempotency_complete(*, api_key: ApiKey, key: str, status_code: int, body: dict) -> None:
-    IdempotencyRecord.objects.filter(api_key=api_key, key=key).update(status_code=status_code, body=body)
+def idempotency_complete(
+    *, api_key: ApiKey, key: str, status_code: int, body: dict, customer: Customer | None = None
+) -> None:
+    IdempotencyRecord.objects.filter(api_key=api_key, key=key).update(
+        status_code=status_code, body=body, customer=customer
+    )
 
 
 def idempotency_purge() -> int:
@@ -172,8 +214,12 @@ def customer_import_row(
     phone: str = "",
     locale: str = "",
 ) -> tuple[Customer, str]:
-    """`customer_upsert`, also saying what happened: "created", "updated" or "unchanged"."""
-    email = email.strip()
+    """`customer_upsert`, also saying what happened: "created", "updated" or "unchanged".
+
+    The address is compared canonically (`core.validation.canonical_email`); an
+    erased person's record is never written to (`CustomerErased`).
+    """
+    email = validation.canonical_email(email)
     external_id = (external_id or "").strip() or None
     with transaction.atomic():
         customer = _customers_with_email(email).select_for_update().first()
@@ -185,11 +231,11 @@ def customer_import_row(
                 raise CustomerConflict(
                     f"The external id {external_id!r} belongs to another customer than {email}."
                 )
+        if customer is not None and customer.erased_at is not None:
+            raise CustomerErased()
+        old_email = customer.email if customer is not None else None
         if customer is None:
             customer = Customer(email=email)
-            if address_is_suppressed(email):
-                # An erased person asked never to be emailed again: a new record starts unsubscribed.
-                customer.unsubscribed_at = timezone.now()
         change = "created" if customer.pk is None else "unchanged"
         for field, value in (("email", email), ("name", name), ("external_id", external_id), ("phone", phone),
                              ("locale", locale)):
@@ -199,23 +245,76 @@ def customer_import_row(
                     change = "updated"
         if change != "unchanged":
             customer.updated_at = timezone.now()
+            if old_email != customer.email and customer.unsubscribed_at is None and address_is_suppressed(email):
+                # An erased person asked never to be emailed again, whatever record their address turns up on.
+                customer.unsubscribed_at = customer.updated_at
             try:
                 with transaction.atomic():
                     customer.save()
             except IntegrityError:
                 # Another request created the same email or external id a moment ago.
                 raise CustomerConflict(f"{email} was created by a concurrent request; retry.") from None
+            if old_email is not None and old_email != customer.email:
+                former_address_record(customer=customer, email=old_email)
     return customer, change
 
 
 def customer_change_email(*, customer: Customer, email: str) -> Customer:
-    """Give a customer a new address (Delighted's `email_update`)."""
-    email = email.strip()
-    if _customers_with_email(email).exclude(pk=customer.pk).exists():
-        raise CustomerConflict(f"{email} already belongs to another customer.")
-    Customer.objects.filter(pk=customer.pk).update(email=email, updated_at=timezone.now())
+    """Give a customer a new address (Delighted's `email_update`, the admin).
+
+    A suppressed address stays suppressed on whichever record it arrives: the
+    customer is then unsubscribed. The address given up is remembered as a
+    keyed hash, so that erasing the person later suppresses it too.
+    """
+    email = validation.canonical_email(email)
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        if customer.erased_at is not None:
+            raise CustomerErased()
+        if customer.email == email:
+            return customer
+        if _customers_with_email(email).exclude(pk=customer.pk).exists():
+            raise CustomerConflict(f"{email} already belongs to another customer.")
+        now = timezone.now()
+        changes = {"email": email, "updated_at": now}
+        if customer.unsubscribed_at is None and address_is_suppressed(email):
+            changes["unsubscribed_at"] = now
+        Customer.objects.filter(pk=customer.pk).update(**changes)
+        former_address_record(customer=customer, email=customer.email)
+        if "unsubscribed_at" in changes:
+            _invitations_cancel_unsent(customer_id=customer.pk, why="The new address is on the suppression list.")
     customer.refresh_from_db()
     return customer
+
+
+def customer_edit(*, customer: Customer, email: str, name: str, phone: str, external_id: str | None, locale: str) -> Customer:
+    """An admin's edit of a customer's details: the same rules as every other way in (SPEC §8.7)."""
+    with transaction.atomic():
+        current = Customer.objects.select_for_update().get(pk=customer.pk)
+        if current.erased_at is not None:
+            raise CustomerErased()
+        if validation.canonical_email(email) != current.email:
+            customer_change_email(customer=current, email=email)
+        external_id = (external_id or "").strip() or None
+        if external_id and Customer.objects.filter(external_id=external_id).exclude(pk=current.pk).exists():
+            raise CustomerConflict(f"The external id {external_id!r} belongs to another customer.")
+        Customer.objects.filter(pk=current.pk).update(
+            name=name, phone=phone, external_id=external_id, locale=locale or current.locale, updated_at=timezone.now()
+        )
+    customer.refresh_from_db()
+    return customer
+
+
+def former_address_record(*, customer: Customer, email: str) -> None:
+    """Remember, as a keyed hash only, an address the customer gave up."""
+    if email and not email.endswith("@" + validation.ERASED_DOMAIN):
+        FormerAddress.objects.get_or_create(customer_id=customer.pk, address_hash=address_hash(email))
+
+
+def _invitations_cancel_unsent(*, customer_id: int, why: str) -> int:
+    return Invitation.objects.filter(customer_id=customer_id, status=Invitation.Status.PENDING).update(
+        status=Invitation.Status.CANCELLED, last_error=why
+    )
 
 
 def customer_unsubscribe(*, customer: Customer) -> bool:
@@ -225,9 +324,7 @@ def customer_unsubscribe(*, customer: Customer) -> bool:
         unsubscribed_at=now, updated_at=now
     )
     if updated:
-        Invitation.objects.filter(customer=customer, status=Invitation.Status.PENDING).update(
-            status=Invitation.Status.CANCELLED, last_error="Customer unsubscribed before sending."
-        )
+        _invitations_cancel_unsent(customer_id=customer.pk, why="Customer unsubscribed before sending.")
     return bool(updated)
 
 
@@ -363,8 +460,10 @@ def invitations_send_batch(*, invitation_ids: list[int]) -> BatchOutcome:
     results: dict[str, int] = {}
     if len(claimed) < len(invitation_ids):
         results["not-claimed"] = len(invitation_ids) - len(claimed)
+    # The suppression list, asked once for the whole batch (SPEC §8.2: checked as each email goes).
+    suppressed = addresses_suppressed([invitation.customer.email for invitation in claimed])
     # All the batch's emails at once: the templates are rendered once per language, not once per customer.
-    wanted = [invitation for invitation in claimed if _invitation_cancel_reason(invitation, now) is None]
+    wanted = [invitation for invitation in claimed if _invitation_cancel_reason(invitation, now, suppressed) is None]
     messages = dict(zip((invitation.pk for invitation in wanted), emails.invitation_messages(wanted)))
     connection = None
     try:
@@ -379,7 +478,8 @@ def invitations_send_batch(*, invitation_ids: list[int]) -> BatchOutcome:
                 connection = get_connection()
             try:
                 outcome = _invitation_deliver(
-                    invitation, now=now, connection=connection, message=messages.get(invitation.pk)
+                    invitation, now=now, connection=connection, message=messages.get(invitation.pk),
+                    suppressed=suppressed,
                 )
             except SendFailed as exc:
                 exc.remaining = [item.pk for item in claimed[index:]]
@@ -444,23 +544,38 @@ def invitation_send(*, invitation_id: int, connection=None) -> str:
     return _invitation_deliver(invitation, now=now, connection=connection)
 
 
-def _invitation_cancel_reason(invitation: Invitation, now) -> str | None:
-    if invitation.customer.unsubscribed_at is not None:
+SUPPRESSED = "The address is on the suppression list (its person was erased on request)."
+
+
+def _invitation_cancel_reason(invitation: Invitation, now, suppressed: set[str]) -> str | None:
+    customer = invitation.customer
+    if customer.erased_at is not None:
+        return "Person erased."
+    if customer.email in suppressed:
+        return SUPPRESSED
+    if customer.unsubscribed_at is not None:
         return "Customer unsubscribed before sending."
     if invitation.is_expired(now):
         return "Expired before it could be sent."
     return None
 
 
-def _invitation_deliver(invitation: Invitation, *, now, connection=None, message=None) -> str:
+def _invitation_deliver(
+    invitation: Invitation, *, now, connection=None, message=None, suppressed: set[str] | None = None
+) -> str:
     """Email an invitation this worker has claimed (status "sending") and record the outcome.
 
-    `message` is its email when the caller rendered it already (a batch renders all of its emails at once).
+    `message` is its email when the caller rendered it already (a batch renders all of its emails at
+    once); `suppressed`, the addresses of the batch on the suppression list, when it asked already.
     """
     invitation_id = invitation.pk
-    cancel_reason = _invitation_cancel_reason(invitation, now)
+    if suppressed is None:
+        suppressed = addresses_suppressed([invitation.customer.email])
+    cancel_reason = _invitation_cancel_reason(invitation, now, suppressed)
     if cancel_reason is not None:
         _invitation_finish(invitation_id, Invitation.Status.CANCELLED, cancel_reason)
+        if cancel_reason == SUPPRESSED:
+            customer_suppress(customer_id=invitation.customer_id)
         return "cancelled"
     if message is None:
         message = emails.invitation_message(invitation)
@@ -598,8 +713,11 @@ def reminder_send(*, invitation_id: int, connection=None) -> str:
     if not claimed:
         return "not-claimed"
     invitation = Invitation.objects.select_related("customer", "touchpoint").get(pk=invitation_id)
-    if invitation.customer.unsubscribed_at is not None:
+    if invitation.customer.erased_at is not None or invitation.customer.unsubscribed_at is not None:
         return "unsubscribed"  # stays claimed: no reminder will ever go
+    if address_is_suppressed(invitation.customer.email):
+        customer_suppress(customer_id=invitation.customer_id)
+        return "suppressed"
     message = emails.invitation_message(invitation, reminder=True)
     if connection is not None:
         message.connection = connection
@@ -638,11 +756,9 @@ def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> 
     """Record the customer's answer and what it sets in motion. The first answer stands."""
     if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
         raise ValidationError("The score must be a whole number from 0 to 10.")
-    reason = (reason or "").strip()
-    if len(reason) > REASON_MAX_LENGTH:
-        raise ValidationError(f"The reason can be at most {REASON_MAX_LENGTH} characters.")
-    if "\x00" in reason:
-        raise ValidationError("The reason contains a character that is not allowed.")
+    reason = validation.clean_text(reason, label="The reason", max_length=REASON_MAX_LENGTH)
+    if invitation.is_closed:
+        raise InvitationClosed()
     now = timezone.now()
     # The unique constraint on the invitation refuses a second answer (below);
     # only an expired survey needs to ask first, so that its answer still shows.
@@ -767,13 +883,17 @@ def _response_events(*, response: Response, case: FollowUpCase | None, endpoints
         return
     event_data = webhooks.response_event_data(response)
     if endpoints.get("response.created"):
-        webhooks.webhook_event_emit(event="response.created", data=event_data, endpoint_ids=endpoints["response.created"])
+        webhooks.webhook_event_emit(
+            event="response.created", data=event_data, endpoint_ids=endpoints["response.created"],
+            customer_id=response.customer_id,
+        )
     if case is not None and endpoints.get("case.opened"):
         webhooks.webhook_event_emit(
             event="case.opened",
             data={**event_data, "id": case.pk, "response_id": response.pk, "status": case.status,
                   "due_at": case.due_at.isoformat()},
             endpoint_ids=endpoints["case.opened"],
+            customer_id=response.customer_id,
         )
 
 
@@ -882,6 +1002,9 @@ def coupon_email_send(*, coupon_id: int) -> str:
         emailed = Coupon.objects.filter(pk=coupon_id, emailed_at__isnull=False).exists()
         return "already-emailed" if emailed else "claimed-elsewhere"
     coupon = Coupon.objects.select_related("customer", "response__touchpoint").get(pk=coupon_id)
+    if coupon.customer.unsubscribed_at is None and address_is_suppressed(coupon.customer.email):
+        customer_suppress(customer_id=coupon.customer_id)
+        coupon.customer.unsubscribed_at = timezone.now()
     if coupon.customer.unsubscribed_at is not None:
         Coupon.objects.filter(pk=coupon_id).update(email_claimed_at=None, last_error="Customer unsubscribed.")
         return "unsubscribed"
@@ -955,6 +1078,7 @@ def coupon_redeem(*, code: str) -> Coupon:
             "offer": coupon.offer,
             "customer": {"email": customer.email, "name": customer.name, "external_id": customer.external_id},
         },
+        customer_id=customer.pk,
     )
     return coupon
 
@@ -979,14 +1103,10 @@ def referral_link_ensure(*, customer_id: int, touchpoint: Touchpoint, response: 
     return link
 
 
-def _keyed_hash(value: str) -> str:
-    return hmac.new(settings.SECRET_KEY.encode(), value.encode(), hashlib.sha256).hexdigest()
-
-
 def referral_visit_record(*, link: ReferralLink, visitor: str) -> bool:
-    """Count a visit once per visitor per day. `visitor` (address and browser) is only hashed."""
+    """Count a visit once per visitor per day. `visitor` (the client's address) is only hashed."""
     today = timezone.localdate()
-    visitor_hash = _keyed_hash(f"visit|{today.isoformat()}|{visitor}")
+    visitor_hash = keyed_hash(f"visit|{today.isoformat()}|{visitor}")
     try:
         with transaction.atomic():
             ReferralVisit.objects.create(link=link, visitor_hash=visitor_hash, day=today)
@@ -1001,7 +1121,7 @@ def referral_convert(*, link: ReferralLink, email: str = "", order_id: str = "")
     order_id = (order_id or "").strip()
     if not email and not order_id:
         raise ValidationError("Give the referred customer's email or the order id.")
-    reference = f"order:{order_id}" if order_id else f"email:{_keyed_hash('referred|' + email)}"
+    reference = f"order:{order_id}" if order_id else f"email:{keyed_hash('referred|' + email)}"
     try:
         with transaction.atomic():
             return ReferralConversion.objects.create(link=link, reference=reference, order_id=order_id), True
@@ -1145,65 +1265,132 @@ def daily_stats_rollup(*, full: bool = False) -> dict:
 # --- Privacy: erasure and suppression -------------------------------------------------
 
 
+def _address_forms(email: str) -> list[str]:
+    """The canonical address, and the plain lower-case form hashes were made of before addresses were canonical."""
+    legacy = email.strip().lower()
+    try:
+        canonical = validation.canonical_email(email)
+    except ValidationError:
+        return [legacy]
+    return list(dict.fromkeys([canonical, legacy]))
+
+
 def address_hash(email: str) -> str:
-    """A keyed hash of an address: lets us refuse it later without keeping it."""
-    return _keyed_hash("suppress|" + email.strip().lower())
+    """A keyed hash of an address (canonical form, current key): lets us refuse it later without keeping it."""
+    return keyed_hash("suppress|" + _address_forms(email)[0])
+
+
+def addresses_suppressed(emails: list[str]) -> set[str]:
+    """Those of `emails` on the suppression list, in any spelling and under any key still honoured."""
+    candidates: dict[str, str] = {}
+    for email in set(emails):
+        for form in _address_forms(email):
+            for digest in keyed_hashes("suppress|" + form):
+                candidates[digest] = email
+    if not candidates:
+        return set()
+    found = SuppressedAddress.objects.filter(address_hash__in=list(candidates)).values_list("address_hash", flat=True)
+    return {candidates[digest] for digest in found}
 
 
 def address_is_suppressed(email: str) -> bool:
-    return SuppressedAddress.objects.filter(address_hash=address_hash(email)).exists()
+    return bool(addresses_suppressed([email]))
+
+
+def customer_suppress(*, customer_id: int) -> None:
+    """The customer's address turned out to be suppressed: unsubscribe them and cancel what waits to be sent."""
+    now = timezone.now()
+    Customer.objects.filter(pk=customer_id, unsubscribed_at__isnull=True).update(unsubscribed_at=now, updated_at=now)
+    _invitations_cancel_unsent(customer_id=customer_id, why=SUPPRESSED)
+
+
+# Every model whose rows belong to one customer: erasure renames their entries in the admin's history.
+def _customer_owned_objects(customer: Customer) -> list[tuple[type, list]]:
+    return [
+        (Customer, [customer.pk]),
+        (Invitation, list(Invitation.objects.filter(customer=customer).values_list("pk", flat=True))),
+        (Response, list(Response.objects.filter(customer=customer).values_list("pk", flat=True))),
+        (Coupon, list(Coupon.objects.filter(customer=customer).values_list("pk", flat=True))),
+        (FollowUpCase, list(FollowUpCase.objects.filter(customer=customer).values_list("pk", flat=True))),
+        (CaseNote, list(CaseNote.objects.filter(case__customer=customer).values_list("pk", flat=True))),
+        (ReferralLink, list(ReferralLink.objects.filter(customer=customer).values_list("pk", flat=True))),
+        (SurveySkip, list(SurveySkip.objects.filter(customer=customer).values_list("pk", flat=True))),
+        (WebhookDelivery, list(WebhookDelivery.objects.filter(customer=customer).values_list("pk", flat=True))),
+    ]
+
+
+def _admin_history_erase(customer: Customer) -> int:
+    """The admin's history names the rows it changed ("Jane Roe <jane@…>"): rename this person's, by object."""
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    changed = 0
+    for model, pks in _customer_owned_objects(customer):
+        content_type = ContentType.objects.get_for_model(model)
+        for first in range(0, len(pks), 1000):
+            object_ids = [str(pk) for pk in pks[first : first + 1000]]
+            changed += LogEntry.objects.filter(content_type=content_type, object_id__in=object_ids).update(
+                object_repr="(erased)", change_message=""
+            )
+    return changed
 
 
 @transaction.atomic
 def customer_erase(*, customer: Customer) -> None:
-    """Erase a person (SPEC §6): personal data and reason texts go, anonymised scores stay.
+    """Erase a person (SPEC §6, §8.1): personal data and reason texts go, anonymised scores stay.
 
-    The address survives only as a keyed hash on the suppression list, so no
-    email of any kind ever reaches it again, even if it is imported anew.
+    Everything is found by identity (the customer's id, and the content type and
+    object id of what belongs to them), never by matching text, so nothing of
+    another person is touched and an address they used before is no escape.
+    Their every address survives only as a keyed hash on the suppression list,
+    so no email of any kind reaches it again. Running it again is harmless and
+    scrubs whatever arrived since.
     """
     customer = Customer.objects.select_for_update().get(pk=customer.pk)
-    if customer.erased_at is not None:
-        return
     now = timezone.now()
-    if not customer.email.endswith("@erased.invalid"):
-        SuppressedAddress.objects.get_or_create(address_hash=address_hash(customer.email))
+    hashes = {former.address_hash for former in customer.former_addresses.all()}
+    if not customer.email.endswith("@" + validation.ERASED_DOMAIN):
+        hashes.add(address_hash(customer.email))
+    for digest in hashes:
+        SuppressedAddress.objects.get_or_create(address_hash=digest)
+    customer.former_addresses.all().delete()
     Customer.objects.filter(pk=customer.pk).update(
-        email=f"erased-{customer.pk}@erased.invalid",
+        email=f"erased-{customer.pk}@{validation.ERASED_DOMAIN}",
         name="",
         phone="",
         external_id=None,
         unsubscribed_at=customer.unsubscribed_at or now,
-        erased_at=now,
+        erased_at=customer.erased_at or now,
         updated_at=now,
     )
-    Response.objects.filter(customer=customer).update(reason="", updated_at=now)
-    # A refused send's recorded error quotes the address.
-    Invitation.objects.filter(customer=customer).update(properties={}, last_error="")
-    Invitation.objects.filter(customer=customer, status=Invitation.Status.PENDING).update(
-        status=Invitation.Status.CANCELLED, last_error="Person erased."
+    Response.objects.filter(customer=customer).exclude(reason="").update(reason="", updated_at=now)
+    # Their links close (SPEC §8.3): whatever was not answered takes no answer any more.
+    Invitation.objects.filter(
+        customer=customer, answered_at__isnull=True,
+        status__in=[Invitation.Status.PENDING, Invitation.Status.SENDING, Invitation.Status.SENT],
+    ).update(status=Invitation.Status.CANCELLED)
+    # A refused send's recorded error quotes the address; properties come from the integrator.
+    Invitation.objects.filter(customer=customer).exclude(properties={}, last_error="").update(
+        properties={}, last_error=""
     )
-    Coupon.objects.filter(customer=customer).update(last_error="")
-    CaseNote.objects.filter(case__customer=customer).update(text="(erased)")
+    Coupon.objects.filter(customer=customer).exclude(last_error="").update(last_error="")
+    CaseNote.objects.filter(case__customer=customer).exclude(text="(erased)").update(text="(erased)")
     ReferralConversion.objects.filter(link__customer=customer).delete()
-    # Undelivered webhook payloads carry the person's data too.
-    from .models import WebhookDelivery
-
-    WebhookDelivery.objects.filter(
-        status=WebhookDelivery.Status.PENDING, payload__data__customer__email=customer.email
-    ).delete()
-    # The log of those already sent keeps its status and times, not the person.
-    WebhookDelivery.objects.filter(payload__data__customer__email=customer.email).update(payload={"erased": True})
-    # The admin's history names the rows it changed ("Jane Roe <jane@…>", "Delivery → jane@…").
-    from django.contrib.admin.models import LogEntry
-
-    LogEntry.objects.filter(object_repr__icontains=customer.email).update(object_repr="(erased)")
-    LogEntry.objects.filter(change_message__icontains=customer.email).update(change_message="")
+    # Undelivered webhook payloads carry the person's data: they are not sent. The log of those
+    # already sent keeps its status and times, not the person.
+    deliveries = WebhookDelivery.objects.filter(customer=customer)
+    deliveries.filter(status=WebhookDelivery.Status.PENDING).delete()
+    deliveries.exclude(payload={"erased": True}).update(payload={"erased": True}, last_error="")
+    IdempotencyRecord.objects.filter(customer=customer).delete()
+    _admin_history_erase(customer)
+    # Development mail files (var/mail/*.eml) written to or about them.
+    transaction.on_commit(lambda: mail_backends.eml_files_erase(customer_id=customer.pk))
 
 
 def invitations_cancel_pending(*, customer: Customer) -> int:
     """Cancel the invitations not yet sent (Delighted's "delete pending survey requests")."""
-    return Invitation.objects.filter(customer=customer, status=Invitation.Status.PENDING).update(
-        status=Invitation.Status.CANCELLED, last_error="Pending survey requests deleted through the API."
+    return _invitations_cancel_unsent(
+        customer_id=customer.pk, why="Pending survey requests deleted through the API."
     )
 
 
@@ -1234,22 +1421,55 @@ def response_record(
 def response_update(
     *, response: Response, score: int | None = None, reason: str | None = None, properties: dict | None = None
 ) -> Response:
-    """Change an answer (PUT /v1/survey_responses/<id>). The category follows the score."""
-    changes = {"updated_at": timezone.now()}
+    """Change an answer (PUT /v1/survey_responses/<id>) under the rules of a new one.
+
+    The category follows the score, and a new category sets in motion what an
+    answer in it would have: a detractor's follow-up case, a promoter's share
+    link and coupon (inside the 30-day window), a customer won back.
+    """
+    now = timezone.now()
+    changes = {"updated_at": now}
     if score is not None:
         if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
             raise ValidationError("The score must be a whole number from 0 to 10.")
         changes.update(score=score, category=Category.for_score(score))
     if reason is not None:
-        if len(reason) > REASON_MAX_LENGTH or "\x00" in reason:
-            raise ValidationError(f"The comment can be at most {REASON_MAX_LENGTH} characters, without NUL.")
-        changes["reason"] = reason.strip()
+        changes["reason"] = validation.clean_text(reason, label="The comment", max_length=REASON_MAX_LENGTH)
+    response = Response.objects.select_for_update().select_related("touchpoint", "customer").get(pk=response.pk)
+    before = response.category
     Response.objects.filter(pk=response.pk).update(**changes)
     if properties is not None:
         Invitation.objects.filter(pk=response.invitation_id).update(properties=properties)
     _stats_mark_dirty(response.created_at)
     response.refresh_from_db()
+    if response.category != before:
+        _response_recategorised(response=response, now=now)
     return response
+
+
+def _response_recategorised(*, response: Response, now) -> None:
+    touchpoint = response.touchpoint
+    if response.score >= 7:
+        FollowUpCase.objects.filter(customer_id=response.customer_id, won_back_at__isnull=True, opened_at__lt=now).update(
+            won_back_at=now, won_back_response=response
+        )
+    if response.category == Category.PROMOTER:
+        referral_link_ensure(customer_id=response.customer_id, touchpoint=touchpoint, response=response)
+        if response.coupon_settled_at is None:
+            follow_ups.follow_up_on_commit("promoter_reward_task", response.pk)
+    elif (response.category == Category.DETRACTOR or touchpoint.open_cases_for_passives) and not (
+        FollowUpCase.objects.filter(response=response).exists()
+    ):
+        case = FollowUpCase.objects.create(
+            response=response,
+            customer_id=response.customer_id,
+            touchpoint=touchpoint,
+            opened_at=now,
+            due_at=now + timedelta(hours=touchpoint.case_due_hours),
+        )
+        endpoints = webhooks.endpoints_by_event()
+        _response_events(response=response, case=case, endpoints={"case.opened": endpoints.get("case.opened", [])})
+        follow_ups.follow_up_on_commit("case_alert_task", case.pk)
 
 
 def customer_set_last_sent(*, customer: Customer, moment) -> None:

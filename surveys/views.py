@@ -17,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from . import emails, ratelimits, selectors, services
+from .core.client_address import client_address
 from .forms import SCORE_CHOICES, SurveyResponseForm
 from .models import Category
 
@@ -96,31 +97,33 @@ def survey(request: HttpRequest, token: str) -> HttpResponse:
 
 def _survey(request: HttpRequest, invitation) -> HttpResponse:
     token = invitation.token
+    if invitation.is_closed:
+        # Cancelled, never delivered, or its person erased: the link takes nothing and shows nothing.
+        return _closed(request, invitation)
     response = selectors.response_for_invitation(invitation=invitation)
     if response is not None:
         return _thanks(request, invitation, response)
     if invitation.is_expired():
-        return render(request, "surveys/closed.html", {"invitation": invitation}, status=410)
+        return _closed(request, invitation)
 
     touchpoint, language = invitation.touchpoint, translation.get_language()
     product = (invitation.properties or {}).get("question_product_name")
     question, prompt = selectors.touchpoint_wording(touchpoint=touchpoint, language=language, product=product)
     form_kwargs = {"question": question, "reason_prompt": prompt}
     if request.method == "POST":
-        if ratelimits.survey_answer_limited(request, token):
-            response = render(request, "429.html", status=429)
-            response["Retry-After"] = str(ratelimits.RETRY_AFTER_SECONDS)
-            return response
         form = SurveyResponseForm(request.POST, **form_kwargs)
-        if form.is_valid():
+        valid = form.is_valid()
+        if ratelimits.survey_answer_limited(request, token, valid=valid):
+            return _too_many(request)
+        if valid:
             try:
                 services.response_submit(
                     invitation=invitation, score=form.cleaned_data["score"], reason=form.cleaned_data["reason"]
                 )
             except services.AlreadyAnswered:
                 pass  # A double submit: the first answer stands, show its thank-you page.
-            except services.InvitationExpired:
-                return render(request, "surveys/closed.html", {"invitation": invitation}, status=410)
+            except (services.InvitationExpired, services.InvitationClosed):
+                return _closed(request, invitation)
             return HttpResponseRedirect(request.path)  # this page again: now the thank-you page
     else:
         preselected = _preselected_score(request)
@@ -130,6 +133,16 @@ def _survey(request: HttpRequest, invitation) -> HttpResponse:
             )
         return _survey_page(request, invitation, preselected=preselected, **form_kwargs)
     return render(request, "surveys/survey.html", {"invitation": invitation, "form": form})
+
+
+def _closed(request: HttpRequest, invitation) -> HttpResponse:
+    return render(request, "surveys/closed.html", {"invitation": invitation}, status=410)
+
+
+def _too_many(request: HttpRequest) -> HttpResponse:
+    response = render(request, "429.html", status=429)
+    response["Retry-After"] = str(ratelimits.RETRY_AFTER_SECONDS)
+    return response
 
 
 # Stand-in for the one part of a fresh survey page that differs per customer.
@@ -178,12 +191,14 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
 @require_http_methods(["GET", "HEAD"])
 def referral(request: HttpRequest, code: str) -> HttpResponse:
     """A promoter's share link: count the visit, then send the visitor to the company's site."""
+    if ratelimits.referral_visit_limited(request):
+        return _too_many(request)
     link = selectors.referral_link_for_code(code=code)
     landing = settings.NPS_REFERRAL_LANDING_URL
     if link is None:
         return redirect(landing)
-    visitor = f"{request.META.get('REMOTE_ADDR', '')}|{request.headers.get('User-Agent', '')}"
-    services.referral_visit_record(link=link, visitor=visitor)
+    # One visit per client address and day: a new User-Agent is not a new friend.
+    services.referral_visit_record(link=link, visitor=client_address(request))
     parts = urlsplit(landing)
     query = urlencode([*parse_qsl(parts.query), ("ref", link.code)])
     return redirect(urlunsplit(parts._replace(query=query)))

@@ -4,19 +4,32 @@ Each event becomes one `WebhookDelivery` row per subscribed endpoint, written in
 the same transaction as the change it reports and sent by Celery once it
 commits. The row is the source of truth for retries: a failed attempt sets
 `next_attempt_at` with exponential backoff and the beat sweep sends it again,
-so a broker outage delays deliveries but never loses them. Bodies are signed:
-`X-Loyal-Signature: sha256=<hex HMAC-SHA256 of the raw body with the endpoint's secret>`.
+so a broker outage delays deliveries but never loses them. Bodies are signed
+with their time, so a receiver can refuse a replayed one:
+`X-Loyal-Timestamp: <Unix seconds>` and
+`X-Loyal-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>" with the endpoint's secret>`.
 A Slack incoming-webhook URL receives `{"text": "<summary>"}` instead.
+
+Webhooks go only where they should (SPEC §8.5): http(s) URLs only; a redirect is
+not followed but counts as a failed attempt; and loopback, private, link-local
+and metadata addresses are refused both when an endpoint is saved and when a
+delivery connects (the address actually connected to is checked, so a name
+that resolves elsewhere later gains nothing), unless NPS_WEBHOOK_ALLOW_PRIVATE.
 """
 
 import hashlib
 import hmac
+import http.client
+import ipaddress
 import json
 import logging
-import urllib.error
-import urllib.request
+import socket
+import time
 from datetime import timedelta
+from urllib.parse import urlsplit
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -51,10 +64,13 @@ def endpoints_by_event() -> dict[str, list[int]]:
     return subscribed
 
 
-def webhook_event_emit(*, event: str, data: dict, endpoint_ids: list[int] | None = None) -> int:
+def webhook_event_emit(
+    *, event: str, data: dict, endpoint_ids: list[int] | None = None, customer_id: int | None = None
+) -> int:
     """Queue `event` for every active endpoint that subscribed to it. Call inside the change's transaction.
 
-    `endpoint_ids`: those subscribers, when the caller already looked them up.
+    `endpoint_ids`: those subscribers, when the caller already looked them up. `customer_id`: whom
+    the event is about, so that erasing them finds its deliveries.
     """
     if endpoint_ids is None:
         endpoint_ids = endpoints_by_event().get(event, [])
@@ -62,7 +78,10 @@ def webhook_event_emit(*, event: str, data: dict, endpoint_ids: list[int] | None
         return 0
     payload = {"event": event, "created_at": timezone.now().isoformat(), "data": data}
     deliveries = WebhookDelivery.objects.bulk_create(
-        [WebhookDelivery(endpoint_id=endpoint_id, event=event, payload=payload) for endpoint_id in endpoint_ids]
+        [
+            WebhookDelivery(endpoint_id=endpoint_id, event=event, payload=payload, customer_id=customer_id)
+            for endpoint_id in endpoint_ids
+        ]
     )
     for delivery in deliveries:
         follow_ups.follow_up_on_commit("webhook_deliver_task", delivery.pk)
@@ -98,8 +117,72 @@ def webhook_body(delivery: WebhookDelivery) -> bytes:
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def webhook_signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def webhook_signature(secret: str, body: bytes, timestamp: int) -> str:
+    """The signature receivers check: HMAC-SHA256 over "<timestamp>.<body>" (see the README)."""
+    return "sha256=" + hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+class WebhookAddressRefused(Exception):
+    """The endpoint's host is, or resolves to, an address webhooks may not reach."""
+
+
+def address_refused(address: str) -> bool:
+    """Loopback, private, link-local (cloud metadata at 169.254.169.254), shared, reserved or multicast."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def webhook_url_check(url: str) -> None:
+    """Refuse, with a sentence for the admin, a URL webhooks may not be sent to (SPEC §8.5)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError("Webhook URLs must start with http:// or https:// and name a host.")
+    if settings.NPS_WEBHOOK_ALLOW_PRIVATE:
+        return
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ValidationError("The port in this URL is not a number from 1 to 65535.") from None
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)}
+    except (OSError, UnicodeError):
+        raise ValidationError(f"The host {parts.hostname!r} cannot be resolved.") from None
+    refused = sorted(address for address in addresses if address_refused(address))
+    if refused:
+        raise ValidationError(
+            f"{parts.hostname} is (or resolves to) {', '.join(refused)}: a loopback, private, link-local or "
+            "metadata address, which webhooks may not reach (NPS_WEBHOOK_ALLOW_PRIVATE=1 allows it)."
+        )
+
+
+def _guarded_connection(address, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None, **kwargs):
+    """socket.create_connection, refusing to talk to an address webhooks may not reach."""
+    sock = socket.create_connection(address, timeout, source_address, **kwargs)
+    if not settings.NPS_WEBHOOK_ALLOW_PRIVATE and address_refused(sock.getpeername()[0]):
+        peer = sock.getpeername()[0]
+        sock.close()
+        raise WebhookAddressRefused(f"{address[0]} connected to {peer}, which webhooks may not reach")
+    return sock
+
+
+def _post(url: str, body: bytes, headers: dict) -> int:
+    """POST once, following no redirect. Returns the status code; raises OSError and the like on failure."""
+    parts = urlsplit(url)
+    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = connection_class(parts.hostname, parts.port, timeout=TIMEOUT_SECONDS)
+    connection._create_connection = _guarded_connection  # the address is checked once connected
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    try:
+        connection.request("POST", path, body=body, headers=headers)
+        reply = connection.getresponse()
+        reply.read(64 * 1024)
+        return reply.status
+    finally:
+        connection.close()
 
 
 def webhook_deliver(*, delivery_id: int) -> str:
@@ -114,26 +197,28 @@ def webhook_deliver(*, delivery_id: int) -> str:
         return "not-claimed"
     delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
     body = webhook_body(delivery)
-    request = urllib.request.Request(
-        delivery.endpoint.url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "LoyalPromoters-Webhooks/1",
-            "X-Loyal-Event": delivery.event,
-            "X-Loyal-Delivery": str(delivery.pk),
-            "X-Loyal-Signature": webhook_signature(delivery.endpoint.secret, body),
-        },
-    )
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "LoyalPromoters-Webhooks/1",
+        "X-Loyal-Event": delivery.event,
+        "X-Loyal-Delivery": str(delivery.pk),
+        "X-Loyal-Timestamp": str(timestamp),
+        "X-Loyal-Signature": webhook_signature(delivery.endpoint.secret, body, timestamp),
+    }
     status_code, error = None, ""
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as reply:  # noqa: S310 - admin-set URL
-            status_code = reply.status
-    except urllib.error.HTTPError as exc:
-        status_code, error = exc.code, f"HTTP {exc.code} {exc.reason}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        error = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+        if urlsplit(delivery.endpoint.url).scheme not in ("http", "https"):
+            raise WebhookAddressRefused("only http and https URLs are allowed")
+        status_code = _post(delivery.endpoint.url, body, headers)
+        if 300 <= status_code < 400:
+            error = f"HTTP {status_code}: redirects are not followed"
+        elif not 200 <= status_code < 300:
+            error = f"HTTP {status_code}"
+    except WebhookAddressRefused as exc:
+        error = f"Refused: {exc}"
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
     if status_code is not None and 200 <= status_code < 300:
         WebhookDelivery.objects.filter(pk=delivery_id).update(
             status=WebhookDelivery.Status.DELIVERED,

@@ -271,14 +271,16 @@ def test_send_survey_refuses_an_unknown_touchpoint(admin_client, customer, touch
 
 
 def test_adding_an_api_key_shows_the_key_once_and_stores_only_its_hash(admin_client, client, touchpoint):
-    response = admin_client.post("/admin/surveys/apikey/add/", {"name": "Helpdesk"}, follow=True)
+    response = admin_client.post(
+        "/admin/surveys/apikey/add/", {"name": "Helpdesk", "scopes": ["invitations", "coupons"]}, follow=True
+    )
 
     assert response.status_code == 200
     shown = re.findall(r"<code>(lp_[A-Za-z0-9_-]+)</code>", response.content.decode())
     assert len(shown) == 1
     raw_key = shown[0]
     api_key = ApiKey.objects.get()
-    assert api_key.name == "Helpdesk"
+    assert (api_key.name, api_key.scopes) == ("Helpdesk", ["invitations", "coupons"])
     assert api_key.key_hash == hashlib.sha256(raw_key.encode()).hexdigest()
     stored = [str(value) for value in ApiKey.objects.values().get().values()]
     assert not any(raw_key in value for value in stored)
@@ -298,7 +300,9 @@ def test_adding_an_api_key_shows_the_key_once_and_stores_only_its_hash(admin_cli
 def test_renaming_an_api_key_keeps_it_working(admin_client, client, touchpoint):
     api_key, raw_key = services.api_key_create(name="Old name")
 
-    response = admin_client.post(f"/admin/surveys/apikey/{api_key.pk}/change/", {"name": "New name"})
+    response = admin_client.post(
+        f"/admin/surveys/apikey/{api_key.pk}/change/", {"name": "New name", "scopes": ["invitations", "read"]}
+    )
 
     assert response.status_code == 302
     api_key.refresh_from_db()

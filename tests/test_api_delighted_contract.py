@@ -648,14 +648,18 @@ def test_deleting_a_person_by_phone_number_erases_them(dclient):
     assert services.address_is_suppressed("ann@example.com")
 
 
-def test_deleting_an_unknown_or_already_erased_person_is_404(dclient):
+def test_deleting_an_unknown_person_is_404_and_erasing_again_is_harmless(dclient):
     ann = delighted.Person.create(client=dclient, email="ann@example.com", send=False)
     delighted.Person.delete(client=dclient, id=ann.id)
 
-    for identifier in ({"id": ann.id}, {"email": "ann@example.com"}, {"email": "nobody@example.com"}):
-        with pytest.raises(GeneralAPIError) as caught:
-            delighted.Person.delete(client=dclient, **identifier)
-        assert caught.value.response.status_code == 404
+    # Erasing again, by id or by the address that was erased, answers as the first time and changes nothing.
+    for identifier in ({"id": ann.id}, {"email": "ann@example.com"}):
+        assert delighted.Person.delete(client=dclient, **identifier) == {"ok": True}
+    erased = Customer.objects.get(pk=ann.id)
+    assert (erased.email, erased.erased_at is not None) == (f"erased-{ann.id}@erased.invalid", True)
+    with pytest.raises(GeneralAPIError) as caught:
+        delighted.Person.delete(client=dclient, email="nobody@example.com")
+    assert caught.value.response.status_code == 404
 
 
 def test_delete_pending_cancels_scheduled_surveys(dclient, mailoutbox):

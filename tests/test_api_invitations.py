@@ -56,8 +56,9 @@ def test_it_creates_an_invitation(api_client, touchpoint, django_capture_on_comm
     assert body["status"] == "pending"
     assert body["survey_url"] == f"https://surveys.example.com/s/{invitation.token}/"
     assert invitation.touchpoint == touchpoint
+    # The address in its canonical form (SPEC §8.2), the one every comparison uses.
     assert (invitation.customer.email, invitation.customer.name, invitation.customer.external_id) == (
-        "Ann@Example.com",
+        "ann@example.com",
         "Ann Lee",
         "crm-7",
     )

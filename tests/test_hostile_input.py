@@ -123,9 +123,13 @@ def reasons() -> st.SearchStrategy[str]:
     )
 
 
+_NOT_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _survey_is_valid(score: str, reason: str) -> bool:
+    # A reason may hold tabs and line breaks; NUL and the other control characters are refused.
     stripped = reason.strip()
-    return score in VALID_SCORES and len(stripped) <= 2000 and "\x00" not in stripped
+    return score in VALID_SCORES and len(stripped) <= 2000 and not _NOT_IN_TEXT.search(stripped)
 
 
 def _answers_of(invitation: Invitation) -> list[Response]:

@@ -21,6 +21,7 @@ PRODUCTION = {
     "SECRET_KEY": secrets.token_urlsafe(50),
     "ALLOWED_HOSTS": "surveys.example.com",
     "SITE_URL": "https://surveys.example.com",
+    "EMAIL_HOST": "smtp.example.com",
 }
 PRINT_SETTING = "import django; django.setup(); from django.conf import settings; print(repr(settings.{}))"
 
@@ -74,6 +75,34 @@ def test_it_refuses_to_run_in_production_without_allowed_hosts(tmp_path):
 
     assert result.returncode != 0
     assert "ALLOWED_HOSTS" in result.stderr
+
+
+def test_it_refuses_to_run_in_production_without_a_mail_server(tmp_path):
+    # Otherwise every email, with customers' names and reasons, would be written to files and marked sent.
+    env = {key: value for key, value in PRODUCTION.items() if key != "EMAIL_HOST"}
+
+    result = run(tmp_path, "manage.py", "check", **env)
+
+    assert result.returncode != 0
+    assert "EMAIL_HOST" in result.stderr
+    assert not (tmp_path / "var" / "mail").exists()
+
+
+def test_production_may_name_its_email_backend_instead_of_a_mail_server(tmp_path):
+    env = {key: value for key, value in PRODUCTION.items() if key != "EMAIL_HOST"}
+
+    result = setting(tmp_path, "EMAIL_BACKEND", **env, EMAIL_BACKEND="django.core.mail.backends.console.EmailBackend")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == repr("django.core.mail.backends.console.EmailBackend")
+
+
+@pytest.mark.parametrize("raw", ["-1", "two"])
+def test_a_trusted_proxy_count_that_is_not_one_is_refused(tmp_path, raw):
+    result = setting(tmp_path, "NPS_TRUSTED_PROXIES", NPS_TRUSTED_PROXIES=raw)
+
+    assert result.returncode != 0
+    assert "NPS_TRUSTED_PROXIES" in result.stderr
 
 
 def test_development_needs_no_configuration_at_all(tmp_path):

@@ -37,7 +37,9 @@ class Received:
         return json.loads(self.body)
 
     def signed_with(self, secret: str) -> bool:
-        expected = "sha256=" + hmac.new(secret.encode(), self.body, hashlib.sha256).hexdigest()
+        """The check the README tells receivers to make: HMAC-SHA256 over "<X-Loyal-Timestamp>.<body>"."""
+        signed = self.headers.get("X-Loyal-Timestamp", "").encode() + b"." + self.body
+        expected = "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
         return hmac.compare_digest(self.headers.get("X-Loyal-Signature", ""), expected)
 
 
@@ -69,7 +71,9 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver():
+def receiver(settings):
+    # The receiver listens on loopback, which webhooks may reach only when a deployment allows it.
+    settings.NPS_WEBHOOK_ALLOW_PRIVATE = True
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.receiver = Receiver(f"http://127.0.0.1:{server.server_address[1]}/hooks/nps")
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

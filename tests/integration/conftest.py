@@ -271,7 +271,7 @@ def _broker_url() -> str:
 
 
 @pytest.fixture
-def broker():
+def broker(integration_services):
     """A client on the Celery broker's Redis, to look at queues and keys the way the workers see them."""
     client = redis.Redis.from_url(_broker_url())
     yield client
