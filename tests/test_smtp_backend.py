@@ -21,7 +21,7 @@ def test_a_plain_address_goes_as_django_would_send_it(address):
 def test_any_other_text_is_treated_as_django_treats_it(text):
     try:
         expected = sanitize_address(text, "utf-8")
-    except (ValueError, UnicodeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever Django raises (even the IndexError of a lone '"'), so do we
         with pytest.raises(type(exc)):
             envelope_address(text, "utf-8")
     else:
