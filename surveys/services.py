@@ -1383,8 +1383,9 @@ def customer_erase(*, customer: Customer) -> None:
     deliveries.exclude(payload={"erased": True}).update(payload={"erased": True}, last_error="")
     IdempotencyRecord.objects.filter(customer=customer).delete()
     _admin_history_erase(customer)
-    # Development mail files (var/mail/*.eml) written to or about them.
-    transaction.on_commit(lambda: mail_backends.eml_files_erase(customer_id=customer.pk))
+    # Development mail files (var/mail/*.eml) written to or about them. At once rather than on commit:
+    # should the erasure roll back, the cost is a developer's copies of some emails.
+    mail_backends.eml_files_erase(customer_id=customer.pk)
 
 
 def invitations_cancel_pending(*, customer: Customer) -> int:
