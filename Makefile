@@ -35,6 +35,11 @@ run: demo
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# ruff.toml and .importlinter hold the rules.
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
 bench: install-dev
 	$(BIN)/python bench/run.py
 

@@ -43,7 +43,13 @@ if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
 
 from bench._common import (
-    SinkHandler, bench_database_url, free_port, machine, recreate_database, start_sink, summary,
+    SinkHandler,
+    bench_database_url,
+    free_port,
+    machine,
+    recreate_database,
+    start_sink,
+    summary,
 )
 
 BENCH_DB = "lp_bench_send"

@@ -116,6 +116,11 @@ def _link_maker(view: str):
     return link
 
 
+def _filler(values: dict[str, str]):
+    """The replacement `re.sub` calls for each stand-in: the customer's value for it."""
+    return lambda mark: values[mark[1]]
+
+
 def invitation_messages(invitations, *, reminder: bool = False) -> list[CustomerEmail]:
     """The invitation (or reminder) emails for many invitations, in order.
 
@@ -150,13 +155,14 @@ def invitation_messages(invitations, *, reminder: bool = False) -> list[Customer
             "unsubscribe": unsubscribe_link(customer.unsubscribe_token),
         }
         escaped = {key: conditional_escape(value) for key, value in values.items()}
+        plain_value, escaped_value = _filler(values), _filler(escaped)
         messages.append(
             _customer_email(
                 customer=customer,
                 unsubscribe=values["unsubscribe"],
-                subject=_single_line(_MARKS.sub(lambda mark: values[mark[1]], subject)),
-                text=_MARKS.sub(lambda mark: values[mark[1]], text),
-                html=_MARKS.sub(lambda mark: escaped[mark[1]], html),
+                subject=_single_line(_MARKS.sub(plain_value, subject)),
+                text=_MARKS.sub(plain_value, text),
+                html=_MARKS.sub(escaped_value, html),
             )
         )
     return messages

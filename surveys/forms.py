@@ -1,7 +1,6 @@
 """Forms: the customer's survey, the API's invitation request, admin steps."""
 
 import copy
-import re
 from datetime import date, timedelta
 from functools import lru_cache
 

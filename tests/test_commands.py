@@ -5,9 +5,9 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth import authenticate
-from django.test import RequestFactory
 from django.core import mail
 from django.core.management import CommandError, call_command
+from django.test import RequestFactory
 
 from surveys import services
 from surveys.models import ApiKey, Category, Customer, Invitation, Response, Touchpoint

@@ -10,8 +10,9 @@ of adding an entry to every index.
 """
 
 import django.db.models.deletion
-import surveys.models
 from django.db import migrations, models
+
+import surveys.models
 
 
 def _set_fillfactor(value: int):

@@ -2,8 +2,9 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import surveys.models
 from django.db import migrations, models
+
+import surveys.models
 
 
 def deliveries_to_customers(apps, schema_editor):
