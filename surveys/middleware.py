@@ -30,7 +30,7 @@ class DatabaseUnavailableMiddleware:
         if not isinstance(exception, (OperationalError, InterfaceError)):
             return None
         logger.error("Database unavailable: %s", exception)
-        if request.path.startswith(("/api/", "/v1/")):
+        if request.path_info.startswith(("/api/", "/v1/")):
             response = JsonResponse(
                 {
                     "error": "unavailable",
@@ -71,6 +71,6 @@ class PrivateCacheMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        if request.path.startswith(PRIVATE_PREFIXES):
+        if request.path_info.startswith(PRIVATE_PREFIXES):
             response["Cache-Control"] = PRIVATE_CACHE_CONTROL
         return response

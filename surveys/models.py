@@ -610,7 +610,9 @@ class WebhookEndpoint(models.Model):
     name = models.CharField(max_length=100)
     url = models.URLField(max_length=500, help_text="HTTPS recommended. A Slack incoming-webhook URL gets a text summary.")
     secret = models.CharField(
-        max_length=100, default=new_token, help_text="Signs each body: X-Loyal-Signature: sha256=HMAC(secret, body)."
+        max_length=100,
+        default=new_token,
+        help_text='Signs each delivery: X-Loyal-Signature: sha256=HMAC(secret, "<X-Loyal-Timestamp>.<body>").',
     )
     events = models.JSONField(default=list, help_text="Event names this endpoint receives.")
     is_active = models.BooleanField("active", default=True)

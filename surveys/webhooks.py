@@ -129,9 +129,19 @@ class WebhookAddressRefused(Exception):
 def address_refused(address: str) -> bool:
     """Loopback, private, link-local (cloud metadata at 169.254.169.254), shared, reserved or multicast."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        # An IPv4 address inside an IPv6 one (mapped, 6to4, Teredo, NAT64, the old compatible form)
+        # reaches that IPv4 address: judge it by that.
+        embedded = [ip.ipv4_mapped, ip.sixtofour, ip.teredo[1] if ip.teredo else None]
+        if ip in _NAT64 or ip in _IPV4_COMPATIBLE:
+            embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if any(inner is not None and address_refused(str(inner)) for inner in embedded):
+            return True
     return not ip.is_global or ip.is_multicast
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
 def webhook_url_check(url: str) -> None:
@@ -208,8 +218,9 @@ def webhook_deliver(*, delivery_id: int) -> str:
     }
     status_code, error = None, ""
     try:
-        if urlsplit(delivery.endpoint.url).scheme not in ("http", "https"):
-            raise WebhookAddressRefused("only http and https URLs are allowed")
+        parts = urlsplit(delivery.endpoint.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise WebhookAddressRefused("only http and https URLs that name a host are allowed")
         status_code = _post(delivery.endpoint.url, body, headers)
         if 300 <= status_code < 400:
             error = f"HTTP {status_code}: redirects are not followed"

@@ -71,5 +71,10 @@ class Migration(migrations.Migration):
             model_name='formeraddress',
             constraint=models.UniqueConstraint(fields=('customer', 'address_hash'), name='former_address_once_per_customer'),
         ),
+        migrations.AlterField(
+            model_name='webhookendpoint',
+            name='secret',
+            field=models.CharField(default=surveys.models.new_token, help_text='Signs each delivery: X-Loyal-Signature: sha256=HMAC(secret, "<X-Loyal-Timestamp>.<body>").', max_length=100),
+        ),
         migrations.RunPython(deliveries_to_customers, migrations.RunPython.noop),
     ]
