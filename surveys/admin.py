@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpResponse
 from django.shortcuts import render
@@ -481,8 +481,14 @@ class FollowUpCaseAdminForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # The same people the cases pages offer: those who may work cases.
-        self.fields["assignee"].queryset = selectors.case_assignees()
+        # The same people the cases pages offer (those who may work cases), and whoever has the case now,
+        # so that saving another change does not unassign someone who has since lost the permission.
+        assignees = selectors.case_assignees()
+        if self.instance.assignee_id:
+            assignees = assignees.model.objects.filter(
+                Q(pk__in=assignees.values("pk")) | Q(pk=self.instance.assignee_id)
+            ).order_by("username")
+        self.fields["assignee"].queryset = assignees
 
 
 @admin.register(FollowUpCase)

@@ -425,6 +425,11 @@ def _people_list(request: HttpRequest) -> JsonResponse:
 
 
 def _with_email(people_qs, email: str):
+    """The person with this address, in any spelling (addresses are stored canonically)."""
+    try:
+        email = validation.canonical_email(email)
+    except ValidationError:
+        return people_qs.none()
     # LOWER(email) is what the unique index holds; `email__iexact` (UPPER) would scan the table.
     return people_qs.alias(email_lower=Lower("email")).filter(email_lower=Lower(Value(email)))
 

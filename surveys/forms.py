@@ -269,6 +269,14 @@ class CustomerAdminForm(forms.ModelForm):
         model = Customer
         fields = ["email", "name", "phone", "external_id", "locale"]
 
+    def clean_email(self):
+        from .services import customers_with_email
+
+        email = self.cleaned_data["email"]
+        if customers_with_email(email).exclude(pk=self.instance.pk).exists():
+            raise ValidationError("Another customer has this address (addresses are compared in any spelling).")
+        return email
+
     def clean_external_id(self):
         return self.cleaned_data["external_id"] or None
 

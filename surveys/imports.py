@@ -14,7 +14,6 @@ invited through the same `invitation_request` as the API.
 
 import codecs
 import csv
-import io
 import re
 import sqlite3
 from collections import Counter
@@ -80,9 +79,62 @@ class ImportSummary:
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 
-def _open_text(binary) -> io.TextIOBase:
-    # utf-8-sig drops a BOM when there is one.
-    return codecs.getreader("utf-8-sig")(binary, errors="surrogateescape")
+_LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
+
+
+class _TextLines:
+    """A binary CSV file's text a line at a time, where only CR LF, LF or CR ends a line.
+
+    (Python's text readers also end a line at U+2028, U+0085, form feeds and
+    the file separators, which cut a row in two inside an unquoted name.)
+    UTF-8 with or without a byte order mark; bytes that are not UTF-8 come out
+    as lone surrogates (see _NOT_UTF8). Read in small chunks, so an import
+    writes its first rows before it has read much of a large file.
+    """
+
+    _CHUNK = 4096
+
+    def __init__(self, binary):
+        self._binary = binary
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="surrogateescape")
+        self._lines: list[str] = []
+        self._next = 0
+        self._rest = ""
+        self._done = False
+
+    def _fill(self) -> None:
+        while self._next >= len(self._lines) and not self._done:
+            data = self._binary.read(self._CHUNK)
+            text = self._rest + self._decoder.decode(data, final=not data)
+            self._done = not data
+            # A CR at the end of a chunk may be the first half of a CR LF: it waits for the next one.
+            held = "\r" if text.endswith("\r") and not self._done else ""
+            pieces = _LINE_BREAK.split(text[: len(text) - len(held)])
+            self._lines = [pieces[i] + pieces[i + 1] for i in range(0, len(pieces) - 1, 2)]
+            self._next, self._rest = 0, pieces[-1] + held
+            if self._done and self._rest:
+                self._lines.append(self._rest)
+                self._rest = ""
+
+    def readline(self) -> str:
+        self._fill()
+        if self._next >= len(self._lines):
+            return ""
+        self._next += 1
+        return self._lines[self._next - 1]
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+def _open_text(binary) -> _TextLines:
+    return _TextLines(binary)
 
 
 def _reader(text) -> tuple[csv.reader, list[str]]:

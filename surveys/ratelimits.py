@@ -24,7 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from redis.exceptions import RedisError
 
-from . import redis_store
+from .core import redis as redis_store
 from .core.client_address import client_address
 
 logger = logging.getLogger(__name__)

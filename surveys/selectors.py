@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 from django.utils import timezone, translation
 
-from . import statements
+from .core import db
 from .models import (
     DEFAULT_QUESTION,
     DEFAULT_REASON_PROMPT,
@@ -96,7 +96,7 @@ def invitation_for_token(*, token: str, mark_opened_at=None) -> Invitation | Non
     """The invitation with its customer, touchpoint and answer (or None), in one query.
 
     Hand-written SQL rather than select_related(): every customer's survey page
-    starts here (see statements.py). The instances are the ORM's own, with its
+    starts here (see core/db.py). The instances are the ORM's own, with its
     converters applied.
 
     `invitation.webhooks_listening` says whether any webhook endpoint was active.
@@ -107,18 +107,18 @@ def invitation_for_token(*, token: str, mark_opened_at=None) -> Invitation | Non
     """
     if not _TOKEN.fullmatch(token or ""):
         return None
-    connection = statements.connection_for(Invitation)
+    connection = db.connection_for(Invitation)
     in_one_statement = mark_opened_at is not None and connection.vendor == "postgresql"
     sql, slices, converters = _survey_query(connection, mark_opened=in_one_statement)
     params = [mark_opened_at, token, mark_opened_at, token] if in_one_statement else [token]
     with connection.cursor() as cursor:
-        statements.execute(cursor, connection, sql, params)
+        db.execute(cursor, connection, sql, params)
         row = cursor.fetchone()
         if row is None:
             return None
         marked = row[-1]
         if mark_opened_at is not None and not in_one_statement:
-            statements.execute(cursor, connection, _MARK_OPENED, [mark_opened_at, token, mark_opened_at])
+            db.execute(cursor, connection, _MARK_OPENED, [mark_opened_at, token, mark_opened_at])
             marked = cursor.rowcount == 1
     invitation_part, customer_part, touchpoint_part, response_part = _SURVEY_PARTS
     invitation = invitation_part.instance(row[slices[0]], converters[0], connection)
@@ -163,10 +163,6 @@ def customer_for_unsubscribe_token(*, token: str) -> Customer | None:
 
 def touchpoint_for_slug(*, slug: str) -> Touchpoint | None:
     return Touchpoint.objects.filter(slug=slug).first()
-
-
-def touchpoints_active() -> QuerySet[Touchpoint]:
-    return Touchpoint.objects.filter(is_active=True).order_by("name")
 
 
 def referral_link_for_code(*, code: str) -> ReferralLink | None:

@@ -23,8 +23,8 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from . import emails, follow_ups, mail_backends, selectors, statements, webhooks
-from .core import validation
+from . import emails, mail_backends, selectors, webhooks
+from .core import db, dispatch, validation
 from .core.hashing import keyed_hash, keyed_hashes
 from .models import (
     REASON_MAX_LENGTH,
@@ -200,7 +200,7 @@ def customer_upsert(
     return customer
 
 
-def _customers_with_email(email: str):
+def customers_with_email(email: str):
     """The customer with this address in any case. Compared as LOWER(email), the expression of the
     unique index, so PostgreSQL uses it (`email__iexact` compares UPPER() and scans the whole table)."""
     return Customer.objects.alias(email_lower=Lower("email")).filter(email_lower=Lower(Value(email)))
@@ -222,7 +222,7 @@ def customer_import_row(
     email = validation.canonical_email(email)
     external_id = (external_id or "").strip() or None
     with transaction.atomic():
-        customer = _customers_with_email(email).select_for_update().first()
+        customer = customers_with_email(email).select_for_update().first()
         if external_id:
             by_external = Customer.objects.select_for_update().filter(external_id=external_id).first()
             if customer is None:
@@ -273,7 +273,7 @@ def customer_change_email(*, customer: Customer, email: str) -> Customer:
             raise CustomerErased()
         if customer.email == email:
             return customer
-        if _customers_with_email(email).exclude(pk=customer.pk).exists():
+        if customers_with_email(email).exclude(pk=customer.pk).exists():
             raise CustomerConflict(f"{email} already belongs to another customer.")
         now = timezone.now()
         changes = {"email": email, "updated_at": now}
@@ -397,18 +397,17 @@ def invitation_request(
     return InvitationOutcome(invitation=invitation)
 
 
-def _enqueue_send(invitation_id: int) -> None:
-    invitations_enqueue([invitation_id])
-
-
 def invitations_enqueue(invitation_ids: list[int]) -> int:
     """Publish sending work in batches: N invitations cost N / batch size broker messages."""
-    from .tasks import invitations_send_batch_task
+    return _enqueue_in_batches("invitations_send_batch_task", invitation_ids)
 
+
+def _enqueue_in_batches(task_name: str, ids: list[int]) -> int:
+    """`task_name(ids)` in batches of NPS_SEND_BATCH_SIZE (one SMTP connection each). Returns how many batches."""
     size = max(settings.NPS_SEND_BATCH_SIZE, 1)
     batches = 0
-    for first in range(0, len(invitation_ids), size):
-        invitations_send_batch_task.delay(list(invitation_ids[first : first + size]))
+    for first in range(0, len(ids), size):
+        dispatch.enqueue(task_name, list(ids[first : first + size]))
         batches += 1
     return batches
 
@@ -610,17 +609,17 @@ def _invitation_mark_sent(invitation_id: int, *, sent_at, remind_after) -> None:
         " WHERE id = %s AND status = %s"
     )
     params = [Invitation.Status.SENT, sent_at, remind_after, invitation_id, Invitation.Status.SENDING]
-    if statements.connection_for(Invitation).vendor != "postgresql":
-        statements.run(Invitation, update, params)
+    if db.connection_for(Invitation).vendor != "postgresql":
+        db.run(Invitation, update, params)
         return
     # Without waiting for the disk: waiting for each mark's commit was most of a sending worker's time
     # (bench/send_invitations.py). A worker killed after sending still finds its mark (PostgreSQL has
     # it), so a kill still costs at most one duplicate; only a crash of PostgreSQL itself can lose the
     # marks of its last fraction of a second (wal_writer_delay), whose emails are then sent once more.
     with transaction.atomic():
-        with statements.connection_for(Invitation).cursor() as cursor:
+        with db.connection_for(Invitation).cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        statements.run(Invitation, update, params)
+        db.run(Invitation, update, params)
 
 
 def _invitation_finish(invitation_id: int, status: str, error: str) -> None:
@@ -692,11 +691,7 @@ def reminders_sweep() -> dict[str, int]:
         .order_by("remind_after")
         .values_list("pk", flat=True)[:SWEEP_BATCH]
     )
-    from .tasks import reminders_send_batch_task
-
-    size = max(settings.NPS_SEND_BATCH_SIZE, 1)
-    for first in range(0, len(due_ids), size):
-        reminders_send_batch_task.delay(due_ids[first : first + size])
+    _enqueue_in_batches("reminders_send_batch_task", due_ids)
     return {"enqueued": len(due_ids)}
 
 
@@ -792,7 +787,7 @@ def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> 
         )
     # One query for both events an answer can raise, skipped when the survey's lookup found no endpoint at all.
     endpoints = webhooks.endpoints_by_event() if getattr(invitation, "webhooks_listening", True) else {}
-    connection = statements.connection_for(Response)
+    connection = db.connection_for(Response)
     in_one_statement = connection.vendor == "postgresql"
     try:
         # One statement is atomic by itself; several (or a savepoint in the caller's transaction) need atomic().
@@ -803,9 +798,9 @@ def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> 
                 answer.write_statement_by_statement()
             _response_events(response=response, case=answer.case, endpoints=endpoints)
             if answer.link is not None:
-                follow_ups.follow_up_on_commit("promoter_reward_task", response.pk)
+                dispatch.follow_up_on_commit("promoter_reward_task", response.pk)
             if answer.case is not None:
-                follow_ups.follow_up_on_commit("case_alert_task", answer.case.pk)
+                dispatch.follow_up_on_commit("case_alert_task", answer.case.pk)
     except IntegrityError:
         if Response.objects.filter(invitation=invitation).exists():
             raise AlreadyAnswered() from None
@@ -840,41 +835,41 @@ class _Answer:
         no BEGIN and COMMIT of its own, atomic as any statement (bench/http.py)."""
         response, now = self.response, self.now
         new_id = "(SELECT id FROM answer)"
-        sql, params = statements.insert_sql(response, connection)
+        sql, params = db.insert_sql(response, connection)
         clauses = [f"answer AS ({sql} RETURNING id)", f"answered AS ({_ANSWERED})"]
         params += [now, response.invitation_id]
         if self.wins_back:
             clauses.append(f"won_back AS ({_WON_BACK.format(response_id=new_id)})")
             params += [now, response.customer_id, now]
         if self.link is not None:
-            sql, link_params = statements.insert_sql(self.link, connection, expressions={"response_id": new_id})
+            sql, link_params = db.insert_sql(self.link, connection, expressions={"response_id": new_id})
             clauses.append(f"link AS ({sql} ON CONFLICT DO NOTHING)")
             params += link_params
         if self.case is not None:
-            sql, case_params = statements.insert_sql(self.case, connection, expressions={"response_id": new_id})
+            sql, case_params = db.insert_sql(self.case, connection, expressions={"response_id": new_id})
             clauses.append(f"new_case AS ({sql} RETURNING id)")
             params += case_params
         case_id = "(SELECT id FROM new_case)" if self.case is not None else "NULL"
         with connection.cursor() as cursor:
-            statements.execute(cursor, connection, f"WITH {', '.join(clauses)} SELECT {new_id}, {case_id}", params)
+            db.execute(cursor, connection, f"WITH {', '.join(clauses)} SELECT {new_id}, {case_id}", params)
             response.pk, case_id = cursor.fetchone()
-        statements.saved(response, connection)
+        db.saved(response, connection)
         if self.case is not None:
             self.case.pk, self.case.response_id = case_id, response.pk
-            statements.saved(self.case, connection)
+            db.saved(self.case, connection)
 
     def write_statement_by_statement(self) -> None:
         """The same, a statement at a time (SQLite), inside the caller's transaction."""
         response, now = self.response, self.now
-        statements.insert(response)
-        statements.run(Invitation, _ANSWERED, [now, response.invitation_id])
+        db.insert(response)
+        db.run(Invitation, _ANSWERED, [now, response.invitation_id])
         if self.wins_back:
-            statements.run(FollowUpCase, _WON_BACK.format(response_id="%s"), [now, response.pk, response.customer_id, now])
+            db.run(FollowUpCase, _WON_BACK.format(response_id="%s"), [now, response.pk, response.customer_id, now])
         if self.link is not None:
             referral_link_add(customer_id=response.customer_id, touchpoint=self.link.touchpoint, response=response)
         if self.case is not None:
             self.case.response = response
-            statements.insert(self.case)
+            db.insert(self.case)
 
 
 def _response_events(*, response: Response, case: FollowUpCase | None, endpoints: dict[str, list[int]]) -> None:
@@ -895,12 +890,6 @@ def _response_events(*, response: Response, case: FollowUpCase | None, endpoints
             endpoint_ids=endpoints["case.opened"],
             customer_id=response.customer_id,
         )
-
-
-def _enqueue(task_name: str, *args) -> None:
-    from . import tasks
-
-    getattr(tasks, task_name).delay(*args)
 
 
 # --- Promoters: coupons within the 30-day window --------------------------------
@@ -1042,7 +1031,7 @@ def promoters_sweep() -> dict[str, int]:
         .values_list("pk", flat=True)[:SWEEP_BATCH]
     )
     for response_id in due_ids:
-        _enqueue("promoter_reward_task", response_id)
+        dispatch.enqueue("promoter_reward_task", response_id)
     return {"window_closed": closed, "enqueued": len(due_ids)}
 
 
@@ -1088,11 +1077,11 @@ def coupon_redeem(*, code: str) -> Coupon:
 
 def referral_link_add(*, customer_id: int, touchpoint: Touchpoint, response: Response | None = None) -> None:
     """Give the customer a share link unless they have one: one statement, no savepoint."""
-    connection = statements.connection_for(ReferralLink)
-    sql, params = statements.insert_sql(
+    connection = db.connection_for(ReferralLink)
+    sql, params = db.insert_sql(
         ReferralLink(customer_id=customer_id, touchpoint=touchpoint, response=response), connection
     )
-    statements.run(ReferralLink, f"{sql} ON CONFLICT DO NOTHING", params)
+    db.run(ReferralLink, f"{sql} ON CONFLICT DO NOTHING", params)
 
 
 def referral_link_ensure(*, customer_id: int, touchpoint: Touchpoint, response: Response | None = None) -> ReferralLink:
@@ -1161,7 +1150,7 @@ def case_alerts_sweep() -> int:
         .values_list("pk", flat=True)[:SWEEP_BATCH]
     )
     for case_id in due_ids:
-        _enqueue("case_alert_task", case_id)
+        dispatch.enqueue("case_alert_task", case_id)
     return len(due_ids)
 
 
@@ -1174,7 +1163,7 @@ def case_assign(*, case: FollowUpCase, assignee, by) -> None:
 
 @transaction.atomic
 def case_note_add(*, case: FollowUpCase, author, text: str) -> CaseNote:
-    text = (text or "").strip()
+    text = validation.clean_text(text, label="The note", max_length=5000)
     if not text:
         raise ValidationError("A note needs some text.")
     return CaseNote.objects.create(case=case, author=author, text=text)
@@ -1451,13 +1440,14 @@ def response_update(
 def _response_recategorised(*, response: Response, now) -> None:
     touchpoint = response.touchpoint
     if response.score >= 7:
-        FollowUpCase.objects.filter(customer_id=response.customer_id, won_back_at__isnull=True, opened_at__lt=now).update(
-            won_back_at=now, won_back_response=response
-        )
+        # As for a new answer: the cases opened before this answer was given (not later ones, nor its own).
+        FollowUpCase.objects.filter(
+            customer_id=response.customer_id, won_back_at__isnull=True, opened_at__lt=response.created_at
+        ).update(won_back_at=now, won_back_response=response)
     if response.category == Category.PROMOTER:
         referral_link_ensure(customer_id=response.customer_id, touchpoint=touchpoint, response=response)
         if response.coupon_settled_at is None:
-            follow_ups.follow_up_on_commit("promoter_reward_task", response.pk)
+            dispatch.follow_up_on_commit("promoter_reward_task", response.pk)
     elif (response.category == Category.DETRACTOR or touchpoint.open_cases_for_passives) and not (
         FollowUpCase.objects.filter(response=response).exists()
     ):
@@ -1470,7 +1460,7 @@ def _response_recategorised(*, response: Response, now) -> None:
         )
         endpoints = webhooks.endpoints_by_event()
         _response_events(response=response, case=case, endpoints={"case.opened": endpoints.get("case.opened", [])})
-        follow_ups.follow_up_on_commit("case_alert_task", case.pk)
+        dispatch.follow_up_on_commit("case_alert_task", case.pk)
 
 
 def customer_set_last_sent(*, customer: Customer, moment) -> None:

@@ -12,7 +12,8 @@ from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.db import close_old_connections
 
-from . import follow_ups, services, webhooks
+from . import services, webhooks
+from .core import dispatch
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def promoters_sweep() -> dict:
 
 @shared_task
 def follow_ups_dispatch() -> int:
-    return follow_ups.follow_ups_dispatch()
+    return dispatch.follow_ups_dispatch()
 
 
 @shared_task(bind=True, max_retries=None)

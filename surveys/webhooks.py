@@ -33,7 +33,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import follow_ups, statements
+from .core import db, dispatch
 from .models import WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -51,10 +51,10 @@ def webhook_backoff(attempts: int) -> timedelta:
 
 def endpoints_by_event() -> dict[str, list[int]]:
     """The active endpoints' ids, by the events they subscribed to."""
-    # Written out rather than through the ORM: every survey answer asks this (see statements.py).
-    connection = statements.connection_for(WebhookEndpoint)
+    # Written out rather than through the ORM: every survey answer asks this (see core/db.py).
+    connection = db.connection_for(WebhookEndpoint)
     with connection.cursor() as cursor:
-        statements.execute(cursor, connection, f"SELECT id, events FROM {WebhookEndpoint._meta.db_table} WHERE is_active", [])
+        db.execute(cursor, connection, f"SELECT id, events FROM {WebhookEndpoint._meta.db_table} WHERE is_active", [])
         rows = cursor.fetchall()
     subscribed: dict[str, list[int]] = {}
     for pk, events in rows:
@@ -84,7 +84,7 @@ def webhook_event_emit(
         ]
     )
     for delivery in deliveries:
-        follow_ups.follow_up_on_commit("webhook_deliver_task", delivery.pk)
+        dispatch.follow_up_on_commit("webhook_deliver_task", delivery.pk)
     return len(deliveries)
 
 
@@ -260,7 +260,7 @@ def webhook_redeliver(*, delivery: WebhookDelivery) -> None:
         status=WebhookDelivery.Status.PENDING, next_attempt_at=timezone.now(), attempts=0, claimed_at=None
     )
 
-    follow_ups.follow_up_on_commit("webhook_deliver_task", delivery.pk)
+    dispatch.follow_up_on_commit("webhook_deliver_task", delivery.pk)
 
 
 def webhooks_sweep() -> int:
@@ -275,10 +275,8 @@ def webhooks_sweep() -> int:
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:SWEEP_BATCH]
     )
-    from .tasks import webhook_deliver_task
-
     for delivery_id in due_ids:
-        webhook_deliver_task.delay(delivery_id)
+        dispatch.enqueue("webhook_deliver_task", delivery_id)
     return len(due_ids)
 
 

@@ -55,7 +55,7 @@ def test_a_redelivered_task_sends_once(customer, touchpoint, django_capture_on_c
 def test_the_same_task_queued_twice_sends_once(customer, touchpoint, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         invitation = services.invitation_request(touchpoint=touchpoint, customer=customer).invitation
-        services._enqueue_send(invitation.pk)  # a duplicate message from the broker
+        services.invitations_enqueue([invitation.pk])  # a duplicate message from the broker
 
     assert len(mail.outbox) == 1
     invitation.refresh_from_db()

@@ -561,7 +561,7 @@ def test_the_survey_lookup_runs_on_a_new_database_connection_too(client, invitat
     """Statements are prepared per database connection: a new one prepares them again, it does not fail."""
     from django.db import connection, connections
 
-    from surveys import statements
+    from surveys.core import db as statements
 
     from .conftest import IN_CI
 
@@ -590,7 +590,7 @@ def test_a_statement_prepared_long_ago_is_planned_again_for_the_tables_as_they_a
     """A plan made on empty tables must not be kept while they fill up (statements.REPLAN_AFTER_SECONDS)."""
     from django.db import connection
 
-    from surveys import statements
+    from surveys.core import db as statements
 
     from .conftest import IN_CI
 

@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from nps_app import celery_app
-from surveys import follow_ups, services
+from surveys import services
+from surveys.core import dispatch as follow_ups
 from surveys.models import Coupon, FollowUpCase, WebhookDelivery, WebhookEndpoint
 from tests.factories import CustomerFactory, InvitationFactory
 
@@ -111,7 +112,7 @@ def test_a_process_that_stops_right_after_an_answer_still_hands_its_follow_ups_o
     }
     script = (
         "import django; django.setup()\n"
-        "from surveys import follow_ups\n"
+        "from surveys.core import dispatch as follow_ups\n"
         "follow_ups._hand_over('promoter_reward_task', 123)\n"
         "follow_ups._hand_over('case_alert_task', 456)\n"
         "print(follow_ups._key())\n"

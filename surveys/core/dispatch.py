@@ -1,5 +1,7 @@
-"""What a change sets in motion for the workers (a coupon email, a case alert, a webhook
-delivery), handed over once the change commits, in batches when Redis is there.
+"""The hand-over to the Celery workers, by registered task name: `enqueue` publishes now;
+`follow_up_on_commit` hands over what a change sets in motion (a coupon email, a case
+alert, a webhook delivery) once the change commits, in batches when Redis is there.
+Nothing here, nor in any domain, imports `surveys.tasks` (make lint holds it).
 
 A Celery message per answer cost the answer a fifth of its time on the web
 server (bench/http.py). With Redis (CACHE_URL, as in production) a follow-up
@@ -26,7 +28,7 @@ from django.conf import settings
 from django.db import transaction
 from redis.exceptions import RedisError
 
-from . import redis_store
+from . import redis as redis_store
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +41,22 @@ def _key() -> str:
     return redis_store.key("follow-ups")
 
 
-def _publish(task_name: str, object_id: int) -> None:
-    from . import tasks
+TASK_MODULE = "surveys.tasks"
 
-    getattr(tasks, task_name).delay(object_id)
+
+def enqueue(task_name: str, *args, countdown: int | None = None) -> None:
+    """Publish `surveys.tasks.<task_name>(*args)` now, by its registered name (surveys/apps.py registers them)."""
+    from celery import current_app
+
+    task = current_app.tasks[f"{TASK_MODULE}.{task_name}"]
+    if countdown is None:
+        task.delay(*args)
+    else:
+        task.apply_async(args=args, countdown=countdown)
+
+
+def _publish(task_name: str, object_id: int) -> None:
+    enqueue(task_name, object_id)
 
 
 def follow_up_on_commit(task_name: str, object_id: int) -> None:
@@ -94,9 +108,7 @@ def flush() -> int:
         return len(members)
     if size == added:
         # The set was empty: no dispatch is on its way for what is in it now.
-        from . import tasks
-
-        tasks.follow_ups_dispatch.apply_async(countdown=settings.NPS_FOLLOW_UP_BATCH_SECONDS)
+        enqueue("follow_ups_dispatch", countdown=settings.NPS_FOLLOW_UP_BATCH_SECONDS)
     return len(members)
 
 
