@@ -228,7 +228,7 @@ def case_assignees() -> QuerySet:
 
 def promoter_coupon_expected(*, response: Response) -> bool:
     """Whether this promoter answer earns a coupon (one per customer per 30 days)."""
-    from .services import COUPON_PER_CUSTOMER_WINDOW
+    from .promoters.rules import COUPON_PER_CUSTOMER_WINDOW
 
     if Coupon.objects.filter(response=response).exists():
         return True

@@ -1,0 +1,269 @@
+"""Responses: the customer's answer and what it sets in motion, the survey page's lookup, answers
+recorded or changed through the API.
+"""
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from surveys import selectors, webhooks
+from surveys.core import db, dispatch, validation
+from surveys.dashboard.services import stats_mark_dirty
+from surveys.models import (
+    REASON_MAX_LENGTH,
+    Category,
+    Customer,
+    FollowUpCase,
+    Invitation,
+    ReferralLink,
+    Response,
+    Touchpoint,
+)
+from surveys.promoters.services import referral_link_add, referral_link_ensure
+
+
+class InvitationClosed(Exception):
+    """The invitation was cancelled, never delivered, or its person erased: it takes no answer."""
+
+
+
+class AlreadyAnswered(Exception):
+    pass
+
+
+
+class InvitationExpired(Exception):
+    pass
+
+
+
+def invitation_open(*, token: str) -> Invitation | None:
+    """The survey page's invitation (as `selectors.invitation_for_token`), marked opened in the same statement."""
+    return selectors.invitation_for_token(token=token, mark_opened_at=timezone.now())
+
+
+
+def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> Response:
+    """Record the customer's answer and what it sets in motion. The first answer stands."""
+    if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
+        raise ValidationError("The score must be a whole number from 0 to 10.")
+    reason = validation.clean_text(reason, label="The reason", max_length=REASON_MAX_LENGTH)
+    if invitation.is_closed:
+        raise InvitationClosed()
+    now = timezone.now()
+    # The unique constraint on the invitation refuses a second answer (below);
+    # only an expired survey needs to ask first, so that its answer still shows.
+    if invitation.is_expired(now):
+        if Response.objects.filter(invitation=invitation).exists():
+            raise AlreadyAnswered()
+        raise InvitationExpired()
+    touchpoint = invitation.touchpoint
+    response = Response(
+        invitation=invitation,
+        # The objects, not their ids: the follow-up reads them, the invitation has them loaded.
+        touchpoint=touchpoint,
+        customer=invitation.customer,
+        score=score,
+        category=Category.for_score(score),
+        reason=reason,
+        created_at=now,
+        updated_at=now,
+    )
+    answer = _Answer(response=response, now=now)
+    if response.category == Category.PROMOTER:
+        # The customer's share link, made by their first promoter answer; the thank-you page shows it.
+        answer.link = ReferralLink(customer_id=response.customer_id, touchpoint=touchpoint, response=response)
+    elif response.category == Category.DETRACTOR or touchpoint.open_cases_for_passives:
+        answer.case = FollowUpCase(
+            response=response,
+            customer_id=response.customer_id,
+            touchpoint=touchpoint,
+            opened_at=now,
+            due_at=now + timedelta(hours=touchpoint.case_due_hours),
+        )
+    # One query for both events an answer can raise, skipped when the survey's lookup found no endpoint at all.
+    endpoints = webhooks.endpoints_by_event() if getattr(invitation, "webhooks_listening", True) else {}
+    connection = db.connection_for(Response)
+    in_one_statement = connection.vendor == "postgresql"
+    try:
+        # One statement is atomic by itself; several (or a savepoint in the caller's transaction) need atomic().
+        with transaction.atomic() if endpoints or not in_one_statement or connection.in_atomic_block else nullcontext():
+            if in_one_statement:
+                answer.write_in_one_statement(connection)
+            else:
+                answer.write_statement_by_statement()
+            _response_events(response=response, case=answer.case, endpoints=endpoints)
+            if answer.link is not None:
+                dispatch.follow_up_on_commit("promoter_reward_task", response.pk)
+            if answer.case is not None:
+                dispatch.follow_up_on_commit("case_alert_task", answer.case.pk)
+    except IntegrityError:
+        if Response.objects.filter(invitation=invitation).exists():
+            raise AlreadyAnswered() from None
+        raise
+    return response
+
+
+# A customer who had a follow-up case and now answers 7+ was won back. Params: now, customer id, now.
+_WON_BACK = (
+    f"UPDATE {FollowUpCase._meta.db_table} SET won_back_at = %s, won_back_response_id = {{response_id}}"
+    " WHERE customer_id = %s AND won_back_at IS NULL AND opened_at < %s"
+)
+_ANSWERED = f"UPDATE {Invitation._meta.db_table} SET answered_at = %s WHERE id = %s"
+
+
+@dataclass
+class _Answer:
+    """The rows one answer writes: the response, the invitation's answered mark, a won-back case,
+    the promoter's share link or the detractor's follow-up case."""
+
+    response: Response
+    now: datetime
+    link: ReferralLink | None = None
+    case: FollowUpCase | None = None
+
+    @property
+    def wins_back(self) -> bool:
+        return self.response.score >= 7
+
+    def write_in_one_statement(self, connection) -> None:
+        """All of it in one statement of data-modifying WITH clauses (PostgreSQL): one round trip,
+        no BEGIN and COMMIT of its own, atomic as any statement (bench/http.py)."""
+        response, now = self.response, self.now
+        new_id = "(SELECT id FROM answer)"
+        sql, params = db.insert_sql(response, connection)
+        clauses = [f"answer AS ({sql} RETURNING id)", f"answered AS ({_ANSWERED})"]
+        params += [now, response.invitation_id]
+        if self.wins_back:
+            clauses.append(f"won_back AS ({_WON_BACK.format(response_id=new_id)})")
+            params += [now, response.customer_id, now]
+        if self.link is not None:
+            sql, link_params = db.insert_sql(self.link, connection, expressions={"response_id": new_id})
+            clauses.append(f"link AS ({sql} ON CONFLICT DO NOTHING)")
+            params += link_params
+        if self.case is not None:
+            sql, case_params = db.insert_sql(self.case, connection, expressions={"response_id": new_id})
+            clauses.append(f"new_case AS ({sql} RETURNING id)")
+            params += case_params
+        case_id = "(SELECT id FROM new_case)" if self.case is not None else "NULL"
+        with connection.cursor() as cursor:
+            db.execute(cursor, connection, f"WITH {', '.join(clauses)} SELECT {new_id}, {case_id}", params)
+            response.pk, case_id = cursor.fetchone()
+        db.saved(response, connection)
+        if self.case is not None:
+            self.case.pk, self.case.response_id = case_id, response.pk
+            db.saved(self.case, connection)
+
+    def write_statement_by_statement(self) -> None:
+        """The same, a statement at a time (SQLite), inside the caller's transaction."""
+        response, now = self.response, self.now
+        db.insert(response)
+        db.run(Invitation, _ANSWERED, [now, response.invitation_id])
+        if self.wins_back:
+            db.run(FollowUpCase, _WON_BACK.format(response_id="%s"), [now, response.pk, response.customer_id, now])
+        if self.link is not None:
+            referral_link_add(customer_id=response.customer_id, touchpoint=self.link.touchpoint, response=response)
+        if self.case is not None:
+            self.case.response = response
+            db.insert(self.case)
+
+
+def _response_events(*, response: Response, case: FollowUpCase | None, endpoints: dict[str, list[int]]) -> None:
+    """The webhook deliveries an answer queues, in the answer's own transaction."""
+    if not endpoints:
+        return
+    event_data = webhooks.response_event_data(response)
+    if endpoints.get("response.created"):
+        webhooks.webhook_event_emit(
+            event="response.created", data=event_data, endpoint_ids=endpoints["response.created"],
+            customer_id=response.customer_id,
+        )
+    if case is not None and endpoints.get("case.opened"):
+        webhooks.webhook_event_emit(
+            event="case.opened",
+            data={**event_data, "id": case.pk, "response_id": response.pk, "status": case.status,
+                  "due_at": case.due_at.isoformat()},
+            endpoint_ids=endpoints["case.opened"],
+            customer_id=response.customer_id,
+        )
+
+
+
+@transaction.atomic
+def response_record(
+    *, customer: Customer, touchpoint: Touchpoint, score: int, reason: str = "", properties: dict | None = None
+) -> Response:
+    """Record an answer collected elsewhere (POST /v1/survey_responses): it follows the same flows as a survey."""
+    now = timezone.now()
+    invitation = Invitation.objects.create(
+        customer=customer,
+        touchpoint=touchpoint,
+        status=Invitation.Status.SENT,
+        source=Invitation.Source.API,
+        created_at=now,
+        send_after=now,
+        sent_at=now,
+        expires_at=now + timedelta(days=touchpoint.expiry_days),
+        properties=properties or {},
+    )
+    return response_submit(invitation=invitation, score=score, reason=reason)
+
+
+@transaction.atomic
+def response_update(
+    *, response: Response, score: int | None = None, reason: str | None = None, properties: dict | None = None
+) -> Response:
+    """Change an answer (PUT /v1/survey_responses/<id>) under the rules of a new one.
+
+    The category follows the score, and a new category sets in motion what an
+    answer in it would have: a detractor's follow-up case, a promoter's share
+    link and coupon (inside the 30-day window), a customer won back.
+    """
+    now = timezone.now()
+    changes = {"updated_at": now}
+    if score is not None:
+        if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
+            raise ValidationError("The score must be a whole number from 0 to 10.")
+        changes.update(score=score, category=Category.for_score(score))
+    if reason is not None:
+        changes["reason"] = validation.clean_text(reason, label="The comment", max_length=REASON_MAX_LENGTH)
+    response = Response.objects.select_for_update().select_related("touchpoint", "customer").get(pk=response.pk)
+    before = response.category
+    Response.objects.filter(pk=response.pk).update(**changes)
+    if properties is not None:
+        Invitation.objects.filter(pk=response.invitation_id).update(properties=properties)
+    stats_mark_dirty(response.created_at)
+    response.refresh_from_db()
+    if response.category != before:
+        _response_recategorised(response=response, now=now)
+    return response
+
+
+def _response_recategorised(*, response: Response, now) -> None:
+    touchpoint = response.touchpoint
+    if response.score >= 7:
+        # As for a new answer: the cases opened before this answer was given (not later ones, nor its own).
+        FollowUpCase.objects.filter(
+            customer_id=response.customer_id, won_back_at__isnull=True, opened_at__lt=response.created_at
+        ).update(won_back_at=now, won_back_response=response)
+    if response.category == Category.PROMOTER:
+        referral_link_ensure(customer_id=response.customer_id, touchpoint=touchpoint, response=response)
+        if response.coupon_settled_at is None:
+            dispatch.follow_up_on_commit("promoter_reward_task", response.pk)
+    elif (response.category == Category.DETRACTOR or touchpoint.open_cases_for_passives) and not (
+        FollowUpCase.objects.filter(response=response).exists()
+    ):
+        case = FollowUpCase.objects.create(
+            response=response,
+            customer_id=response.customer_id,
+            touchpoint=touchpoint,
+            opened_at=now,
+            due_at=now + timedelta(hours=touchpoint.case_due_hours),
+        )
+        endpoints = webhooks.endpoints_by_event()
+        _response_events(response=response, case=case, endpoints={"case.opened": endpoints.get("case.opened", [])})
+        dispatch.follow_up_on_commit("case_alert_task", case.pk)
