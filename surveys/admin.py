@@ -14,8 +14,13 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
 
-from . import emails, imports, selectors, services, webhooks
+from . import emails, imports, webhooks
+from .access import services as access
+from .customers import services as customers
+from .followups import services as followups
+from .followups.selectors import case_assignees
 from .forms import CustomerAdminForm, CustomerImportForm, SendSurveyForm, WebhookEndpointForm
+from .invitations import services as invitations
 from .models import (
     ApiKey,
     ApiScope,
@@ -34,6 +39,9 @@ from .models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from .privacy import services as privacy
+from .privacy.selectors import customer_export
+from .promoters import services as promoters
 
 
 def _count_per_touchpoint(model, field: str):
@@ -161,18 +169,18 @@ class CustomerAdmin(admin.ModelAdmin):
         data = form.cleaned_data
         try:
             if change:
-                services.customer_edit(
+                customers.customer_edit(
                     customer=obj, email=data["email"], name=data["name"], phone=data["phone"],
                     external_id=data["external_id"], locale=data["locale"],
                 )
             else:
-                created, _ = services.customer_import_row(
+                created, _ = customers.customer_import_row(
                     email=data["email"], name=data["name"], phone=data["phone"],
                     external_id=data["external_id"], locale=data["locale"],
                 )
                 obj.pk = created.pk
             obj.refresh_from_db()
-        except services.CustomerConflict as exc:
+        except customers.CustomerConflict as exc:
             # The form checked uniqueness; only a concurrent change gets here.
             raise PermissionDenied(str(exc)) from exc
 
@@ -183,7 +191,7 @@ class CustomerAdmin(admin.ModelAdmin):
             return None
         customer = queryset.get()
         response = HttpResponse(
-            json.dumps(selectors.customer_export(customer=customer), indent=2, ensure_ascii=False),
+            json.dumps(customer_export(customer=customer), indent=2, ensure_ascii=False),
             content_type="application/json; charset=utf-8",
         )
         response["Content-Disposition"] = f'attachment; filename="customer-{customer.pk}.json"'
@@ -204,7 +212,7 @@ class CustomerAdmin(admin.ModelAdmin):
                 },
             )
         for customer in queryset:
-            services.customer_erase(customer=customer)
+            privacy.customer_erase(customer=customer)
         self.message_user(
             request,
             f"Erased {queryset.count()} customer(s): names, addresses and comments removed, scores kept; "
@@ -267,7 +275,7 @@ class CustomerAdmin(admin.ModelAdmin):
         created, skipped = [], {}
         for customer in queryset:
             with transaction.atomic():
-                outcome = services.invitation_request(
+                outcome = invitations.invitation_request(
                     touchpoint=touchpoint, customer=customer, source=Invitation.Source.ADMIN, enqueue=False
                 )
             if outcome.skipped:
@@ -275,7 +283,7 @@ class CustomerAdmin(admin.ModelAdmin):
             else:
                 created.append(outcome.invitation.pk)
         # All of them in a few broker messages, sent over shared SMTP connections.
-        transaction.on_commit(lambda: services.invitations_enqueue(created), robust=True)
+        transaction.on_commit(lambda: invitations.invitations_enqueue(created), robust=True)
         sent = len(created)
         if sent:
             self.message_user(request, f"{sent} survey(s) for “{touchpoint}” queued for sending.", messages.SUCCESS)
@@ -324,7 +332,7 @@ class InvitationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry sending failed invitations", permissions=["change"])
     def retry_sending(self, request, queryset):
-        retried = sum(services.invitation_retry(invitation=invitation) for invitation in queryset)
+        retried = sum(invitations.invitation_retry(invitation=invitation) for invitation in queryset)
         self.message_user(request, f"{retried} failed invitation(s) queued again.", messages.SUCCESS)
 
 
@@ -389,7 +397,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change:
             obj.save(update_fields=["name", "scopes"])
             return
-        api_key, raw_key = services.api_key_create(name=obj.name, scopes=form.cleaned_data["scopes"])
+        api_key, raw_key = access.api_key_create(name=obj.name, scopes=form.cleaned_data["scopes"])
         obj.pk, obj.prefix, obj.key_hash = api_key.pk, api_key.prefix, api_key.key_hash
         self.message_user(
             request,
@@ -400,7 +408,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke(self, request, queryset):
         for api_key in queryset:
-            services.api_key_revoke(api_key=api_key)
+            access.api_key_revoke(api_key=api_key)
         self.message_user(request, "Revoked.", messages.SUCCESS)
 
 
@@ -449,11 +457,11 @@ class CouponAdmin(admin.ModelAdmin):
         done, refused = 0, []
         for coupon in queryset:
             try:
-                services.coupon_redeem(code=coupon.code)
+                promoters.coupon_redeem(code=coupon.code)
                 done += 1
-            except services.CouponAlreadyRedeemed:
+            except promoters.CouponAlreadyRedeemed:
                 refused.append(f"{coupon.code} (already redeemed)")
-            except services.CouponExpired:
+            except promoters.CouponExpired:
                 refused.append(f"{coupon.code} (expired)")
         if done:
             self.message_user(request, f"{done} coupon(s) redeemed.", messages.SUCCESS)
@@ -462,7 +470,7 @@ class CouponAdmin(admin.ModelAdmin):
 
 
 class CaseNoteInline(admin.TabularInline):
-    """Notes are added through services.case_note_add (FollowUpCaseAdmin.save_formset), never edited or removed."""
+    """Notes are added through followups.case_note_add (FollowUpCaseAdmin.save_formset), never edited or removed."""
 
     model = CaseNote
     extra = 0
@@ -483,7 +491,7 @@ class FollowUpCaseAdminForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         # The same people the cases pages offer (those who may work cases), and whoever has the case now,
         # so that saving another change does not unassign someone who has since lost the permission.
-        assignees = selectors.case_assignees()
+        assignees = case_assignees()
         if self.instance.assignee_id:
             assignees = assignees.model.objects.filter(
                 Q(pk__in=assignees.values("pk")) | Q(pk=self.instance.assignee_id)
@@ -500,7 +508,7 @@ class FollowUpCaseAdmin(admin.ModelAdmin):
     form = FollowUpCaseAdminForm
     fields = ["customer", "touchpoint", "response", "status", "assignee", "opened_at", "due_at", "contacted_at",
               "resolved_at", "won_back_at", "alert_sent_at"]
-    # Times are set by the rules of the cases pages (services.case_status_set), never typed in.
+    # Times are set by the rules of the cases pages (followups.case_status_set), never typed in.
     readonly_fields = ["customer", "touchpoint", "response", "opened_at", "due_at", "contacted_at", "resolved_at",
                        "won_back_at", "alert_sent_at"]
     inlines = [CaseNoteInline]
@@ -516,15 +524,15 @@ class FollowUpCaseAdmin(admin.ModelAdmin):
         """Status and assignee through the same services as the cases pages: times, notes, statistics."""
         case = FollowUpCase.objects.get(pk=obj.pk)
         if "assignee" in form.changed_data:
-            services.case_assign(case=case, assignee=form.cleaned_data["assignee"], by=request.user)
+            followups.case_assign(case=case, assignee=form.cleaned_data["assignee"], by=request.user)
         if "status" in form.changed_data:
-            services.case_status_set(case=case, status=form.cleaned_data["status"], by=request.user)
+            followups.case_status_set(case=case, status=form.cleaned_data["status"], by=request.user)
         obj.refresh_from_db()
 
     def save_formset(self, request, form, formset, change):
         for note in formset.save(commit=False):
             if note.pk is None:
-                services.case_note_add(case=form.instance, author=request.user, text=note.text)
+                followups.case_note_add(case=form.instance, author=request.user, text=note.text)
 
 
 @admin.register(ReferralLink)

@@ -12,9 +12,15 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from . import emails, ratelimits, selectors, services
+from . import emails, ratelimits
+from .access import services as access
+from .customers import services as customers
 from .forms import InvitationRequestForm, ReferralConversionForm
+from .invitations import services as invitations
 from .models import ApiKey, ApiScope
+from .promoters import services as promoters
+from .promoters.selectors import referral_link_for_code
+from .touchpoints.selectors import touchpoint_for_slug
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
@@ -35,7 +41,7 @@ def _authenticate(request: HttpRequest) -> ApiKey | None:
     scheme, _, raw_key = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         return None
-    return services.api_key_authenticate(raw_key=raw_key.strip())
+    return access.api_key_authenticate(raw_key=raw_key.strip())
 
 
 def _parse_json_object(request: HttpRequest) -> tuple[dict | None, JsonResponse | None]:
@@ -86,16 +92,16 @@ def invitations_create(request: HttpRequest) -> JsonResponse:
         fields = {field: [str(e) for e in errors] for field, errors in form.errors.items()}
         first_field, first_errors = next(iter(fields.items()))
         return api_error(400, "invalid_request", f"{first_field}: {first_errors[0]}", fields=fields)
-    touchpoint = selectors.touchpoint_for_slug(slug=form.cleaned_data["touchpoint"])
+    touchpoint = touchpoint_for_slug(slug=form.cleaned_data["touchpoint"])
     if touchpoint is None:
         return api_error(404, "touchpoint_not_found", f"No touchpoint has the slug {form.cleaned_data['touchpoint']!r}.")
 
     with transaction.atomic():
         if idempotency_key:
-            request_hash = services.idempotency_request_hash(method=request.method, path=request.path, body=request.body)
+            request_hash = access.idempotency_request_hash(method=request.method, path=request.path, body=request.body)
             try:
-                earlier = services.idempotency_claim(api_key=api_key, key=idempotency_key, request_hash=request_hash)
-            except services.IdempotencyKeyReused:
+                earlier = access.idempotency_claim(api_key=api_key, key=idempotency_key, request_hash=request_hash)
+            except access.IdempotencyKeyReused:
                 return api_error(
                     422, "idempotency_key_reused",
                     "This Idempotency-Key was used for a different request in the last 24 hours; use a new key.",
@@ -105,18 +111,18 @@ def invitations_create(request: HttpRequest) -> JsonResponse:
                 replay["Idempotent-Replayed"] = "true"
                 return replay
         try:
-            customer = services.customer_upsert(
+            customer = customers.customer_upsert(
                 email=form.cleaned_data["email"],
                 name=form.cleaned_data["name"],
                 external_id=form.cleaned_data["external_id"] or None,
             )
-        except services.CustomerErased as exc:
+        except customers.CustomerErased as exc:
             transaction.set_rollback(True)
             return api_error(422, "customer_erased", str(exc))
-        except services.CustomerConflict as exc:
+        except customers.CustomerConflict as exc:
             transaction.set_rollback(True)
             return api_error(409, "customer_conflict", str(exc))
-        outcome = services.invitation_request(touchpoint=touchpoint, customer=customer)
+        outcome = invitations.invitation_request(touchpoint=touchpoint, customer=customer)
         if outcome.skipped:
             status, body = 200, {"status": "skipped", "reason": outcome.skip_reason}
         else:
@@ -124,7 +130,7 @@ def invitations_create(request: HttpRequest) -> JsonResponse:
             status = 201
             body = {"id": invitation.pk, "status": invitation.status, "survey_url": emails.survey_url(invitation)}
         if idempotency_key:
-            services.idempotency_complete(
+            access.idempotency_complete(
                 api_key=api_key, key=idempotency_key, status_code=status, body=body, customer=customer
             )
     return JsonResponse(body, status=status)
@@ -160,17 +166,17 @@ def coupon_redeem(request: HttpRequest, code: str) -> JsonResponse:
     if error is not None:
         return error
     try:
-        coupon = services.coupon_redeem(code=code)
-    except services.CouponNotFound:
+        coupon = promoters.coupon_redeem(code=code)
+    except promoters.CouponNotFound:
         return api_error(404, "coupon_not_found", "No coupon has this code.")
-    except services.CouponAlreadyRedeemed as exc:
+    except promoters.CouponAlreadyRedeemed as exc:
         return api_error(
             409,
             "coupon_already_redeemed",
             f"This coupon was already redeemed on {exc.coupon.redeemed_at:%Y-%m-%d %H:%M} UTC.",
             redeemed_at=exc.coupon.redeemed_at.isoformat(),
         )
-    except services.CouponExpired as exc:
+    except promoters.CouponExpired as exc:
         return api_error(
             410,
             "coupon_expired",
@@ -188,7 +194,7 @@ def referral_convert(request: HttpRequest, code: str) -> JsonResponse:
     data, error = _parse_json_object(request)
     if error is not None:
         return error
-    link = selectors.referral_link_for_code(code=code)
+    link = referral_link_for_code(code=code)
     if link is None:
         return api_error(404, "referral_not_found", "No referral link has this code.")
     email, order_id = data.get("email", ""), data.get("order_id", "")
@@ -202,7 +208,7 @@ def referral_convert(request: HttpRequest, code: str) -> JsonResponse:
     if len(order_id) > 120:
         return api_error(400, "invalid_request", "order_id: at most 120 characters.")
     try:
-        conversion, created = services.referral_convert(link=link, email=email, order_id=order_id)
+        conversion, created = promoters.referral_convert(link=link, email=email, order_id=order_id)
     except ValidationError as exc:
         return api_error(400, "invalid_request", exc.messages[0])
     body = {"code": link.code, "converted_at": conversion.created_at.isoformat(), "created": created}

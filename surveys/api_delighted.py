@@ -26,10 +26,16 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from . import emails, ratelimits, selectors, services
+from . import emails, ratelimits
+from .access import services as access
 from .core import validation
+from .customers import services as customers
+from .invitations import services as invitations
 from .models import ApiScope, Customer, Invitation, Response, Touchpoint
 from .nps import NpsFigures, round_half_away_from_zero
+from .privacy import services as privacy
+from .responses import services as responses
+from .touchpoints.selectors import touchpoint_for_slug
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_PER_PAGE = 100
@@ -59,7 +65,7 @@ def _authenticate(request: HttpRequest):
     except (binascii.Error, UnicodeDecodeError):
         return None
     # `KEY` (the Python client) or `KEY:` (curl -u KEY:): the key is the user name.
-    return services.api_key_authenticate(raw_key=decoded.split(":", 1)[0])
+    return access.api_key_authenticate(raw_key=decoded.split(":", 1)[0])
 
 
 def delighted_endpoint(*methods: str):
@@ -338,7 +344,7 @@ def _default_touchpoint() -> Touchpoint:
 def _touchpoint_from(properties: dict) -> Touchpoint:
     slug = properties.get("touchpoint")
     if slug:
-        touchpoint = selectors.touchpoint_for_slug(slug=str(slug)[:60])
+        touchpoint = touchpoint_for_slug(slug=str(slug)[:60])
         if touchpoint is None:
             raise ApiError(422, f"No touchpoint has the slug {slug!r}.", ["touchpoint is unknown"])
         return touchpoint
@@ -363,21 +369,21 @@ def _people_create(request: HttpRequest) -> JsonResponse:
     last_sent_at = _timestamp(data, "last_sent_at")
     with transaction.atomic():
         try:
-            customer = services.customer_upsert(email=email, name=name, phone=phone, locale=locale)
+            customer = customers.customer_upsert(email=email, name=name, phone=phone, locale=locale)
             if email_update and email_update != customer.email:
-                customer = services.customer_change_email(customer=customer, email=email_update)
-        except services.CustomerErased as exc:
+                customer = customers.customer_change_email(customer=customer, email=email_update)
+        except customers.CustomerErased as exc:
             raise ApiError(422, str(exc), ["person is erased"]) from None
-        except services.CustomerConflict as exc:
+        except customers.CustomerConflict as exc:
             raise ApiError(422, str(exc), ["email is taken"]) from None
         if last_sent_at is not None:
-            services.customer_set_last_sent(customer=customer, moment=last_sent_at)
+            customers.customer_set_last_sent(customer=customer, moment=last_sent_at)
         body = {**_person(customer), "properties": properties}
         for field in ("last_sent_at", "last_responded_at", "next_survey_scheduled_at"):
             body.pop(field)
         if send:
             touchpoint = _touchpoint_from(properties)
-            outcome = services.invitation_request(
+            outcome = invitations.invitation_request(
                 touchpoint=touchpoint,
                 customer=customer,
                 source=Invitation.Source.API,
@@ -457,10 +463,10 @@ def person_delete(request: HttpRequest, identifier: str, **kwargs) -> JsonRespon
         customer = _customer_for_identifier(identifier, erased_too=True)
     except ApiError:
         kind, _, value = identifier.partition(":")
-        if kind == "email" and value and services.address_is_suppressed(value):
+        if kind == "email" and value and customers.address_is_suppressed(value):
             return JsonResponse({"ok": True}, status=202)
         raise
-    services.customer_erase(customer=customer)
+    privacy.customer_erase(customer=customer)
     return JsonResponse({"ok": True}, status=202)
 
 
@@ -469,7 +475,7 @@ def pending_survey_requests_delete(request: HttpRequest, email: str, **kwargs) -
     customer = _with_email(Customer.objects.filter(erased_at__isnull=True), email).first()
     if customer is None:
         raise ApiError(404, "No such person.")
-    services.invitations_cancel_pending(customer=customer)
+    invitations.invitations_cancel_pending(customer=customer)
     return JsonResponse({"ok": True})
 
 
@@ -512,7 +518,7 @@ def _survey_response_create(request: HttpRequest) -> JsonResponse:
     if not isinstance(comment, str):
         raise ApiError(422, "comment must be a string.", ["comment is invalid"])
     properties = _properties(data, "person_properties")
-    response = services.response_record(
+    response = responses.response_record(
         customer=customer, touchpoint=_touchpoint_from(properties), score=score, reason=comment, properties=properties
     )
     response = Response.objects.select_related("customer", "invitation").get(pk=response.pk)
@@ -572,7 +578,7 @@ def survey_response_detail(request: HttpRequest, pk: str, **kwargs) -> JsonRespo
         if comment is not None and not isinstance(comment, str):
             raise ApiError(422, "comment must be a string.", ["comment is invalid"])
         properties = _properties(data, "person_properties") if "person_properties" in data else None
-        response = services.response_update(
+        response = responses.response_update(
             response=response, score=_integer(data, "score", 0, 10), reason=comment, properties=properties
         )
         response = Response.objects.select_related("customer", "invitation").get(pk=response.pk)
@@ -649,10 +655,10 @@ def unsubscribes(request: HttpRequest, **kwargs) -> JsonResponse:
         data = _params(request)
         email = _email(data, "person_email", required=True)
         try:
-            customer = services.customer_upsert(email=email)
-        except services.CustomerConflict as exc:
+            customer = customers.customer_upsert(email=email)
+        except customers.CustomerConflict as exc:
             raise ApiError(422, str(exc), ["person_email is invalid"]) from None
-        services.customer_unsubscribe(customer=customer)
+        customers.customer_unsubscribe(customer=customer)
         return JsonResponse({"ok": True})
     people_qs = Customer.objects.filter(unsubscribed_at__isnull=False, erased_at__isnull=True)
     return _people_page(request, people_qs, "unsubscribed_at", "unsubscribed_at")

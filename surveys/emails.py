@@ -32,7 +32,7 @@ def survey_url(invitation: Invitation) -> str:
 
 
 def question_text(touchpoint, language: str | None = None, product: str | None = None) -> str:
-    from .selectors import touchpoint_wording
+    from .touchpoints.selectors import touchpoint_wording
 
     question, _ = touchpoint_wording(
         touchpoint=touchpoint, language=language or settings.LANGUAGE_CODE, product=product
@@ -47,7 +47,7 @@ def _single_line(text: str) -> str:
 
 def customer_message(*, template: str, customer: Customer, context: dict) -> CustomerEmail:
     """Render templates/emails/<template>_{subject.txt,body.txt,body.html} for one customer."""
-    from .selectors import customer_language
+    from .touchpoints.selectors import customer_language
 
     with translation.override(customer_language(customer=customer)):
         return _customer_message(template=template, customer=customer, context=context)
@@ -132,7 +132,7 @@ def invitation_messages(invitations, *, reminder: bool = False) -> list[Customer
     text, HTML-escaped in the HTML, exactly as rendering the templates for that
     customer would put them.
     """
-    from .selectors import customer_language
+    from .touchpoints.selectors import customer_language
 
     survey_link = _link_maker("survey")
     unsubscribe_link = _link_maker("unsubscribe")

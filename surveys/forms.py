@@ -270,7 +270,7 @@ class CustomerAdminForm(forms.ModelForm):
         fields = ["email", "name", "phone", "external_id", "locale"]
 
     def clean_email(self):
-        from .services import customers_with_email
+        from .customers.services import customers_with_email
 
         email = self.cleaned_data["email"]
         if customers_with_email(email).exclude(pk=self.instance.pk).exists():

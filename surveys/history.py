@@ -17,8 +17,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from . import services
 from .core import validation
+from .customers import services as customers
+from .dashboard import services as dashboard
 from .imports import _NOT_UTF8, ImportFileError, UnreadableLine, _open_text, rows_in_chunks
 from .models import REASON_MAX_LENGTH, Category, Invitation, Response, StatsWatermark, Touchpoint
 
@@ -137,7 +138,7 @@ def responses_import(
         # Count the imported days in the dashboard's rollup right away.
         watermark = StatsWatermark.objects.filter(pk=1).values_list("rolled_until", flat=True).first()
         if watermark and summary.first_day < watermark:
-            services.daily_stats_rebuild(
+            dashboard.daily_stats_rebuild(
                 start=summary.first_day, end=min(summary.last_day, watermark - timedelta(days=1))
             )
     return summary
@@ -187,7 +188,7 @@ def _import_row(line, values, header, touchpoint, touchpoints, summary, fail) ->
         if row_touchpoint is None:
             fail(line, f"unknown touchpoint {row['touchpoint']!r}")
             return
-    if services.address_is_suppressed(email):
+    if customers.address_is_suppressed(email):
         fail(line, "this address was erased on request; its history is not imported")
         return
     if row.get("response_id"):
@@ -205,7 +206,7 @@ def _import_row(line, values, header, touchpoint, touchpoints, summary, fail) ->
     }
     try:
         with transaction.atomic():
-            customer = services.customer_upsert(email=email, name=name)
+            customer = customers.customer_upsert(email=email, name=name)
             invitation = Invitation.objects.create(
                 customer=customer,
                 touchpoint=row_touchpoint,
@@ -231,7 +232,7 @@ def _import_row(line, values, header, touchpoint, touchpoints, summary, fail) ->
                 coupon_settled_at=moment,
                 import_key=import_key,
             )
-    except services.CustomerConflict as exc:
+    except customers.CustomerConflict as exc:
         fail(line, str(exc))
         return
     except IntegrityError:

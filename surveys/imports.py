@@ -25,15 +25,16 @@ from django.db import IntegrityError, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from . import services
 from .core import validation
+from .customers import services as customers
+from .invitations import services as invitations
 from .models import Customer, FormerAddress, Invitation, Touchpoint
 
 COLUMNS = ["email", "name", "external_id", "phone", "locale"]
 REQUIRED = ["email", "name"]
 CHUNK_ROWS = 1000
 MAX_LINE_ERRORS_KEPT = 1000
-# Customer fields an import may set, in the order `services.customer_import_row` compares them.
+# Customer fields an import may set, in the order `customers.customer_import_row` compares them.
 WRITTEN_FIELDS = ["email", "name", "external_id", "phone", "locale"]
 
 
@@ -312,7 +313,7 @@ def _import_chunk(chunk, header, touchpoint, send, dry_run, summary, seen) -> li
             transaction.set_rollback(True)
         elif invited:
             # A chunk's invitations go out in a few batched messages once it commits.
-            transaction.on_commit(lambda ids=invited: services.invitations_enqueue(ids), robust=True)
+            transaction.on_commit(lambda ids=invited: invitations.invitations_enqueue(ids), robust=True)
     return errors
 
 
@@ -373,18 +374,18 @@ def _drop_repeated_rows(checked, seen: _LinesSeen, errors) -> list:
 def _invite(customer, touchpoint, send):
     if not send or touchpoint is None:
         return None
-    return services.invitation_request(
+    return invitations.invitation_request(
         touchpoint=touchpoint, customer=customer, source=Invitation.Source.IMPORT, enqueue=False
     )
 
 
 def _write_row_by_row(accepted, touchpoint, send):
-    """`services.customer_import_row` for each row, in its own savepoint. Returns (outcomes, conflicts)."""
+    """`customers.customer_import_row` for each row, in its own savepoint. Returns (outcomes, conflicts)."""
     outcomes, conflicts = [], []
     for line, cleaned in accepted:
         try:
             with transaction.atomic():
-                customer, change = services.customer_import_row(
+                customer, change = customers.customer_import_row(
                     email=cleaned["email"],
                     name=cleaned["name"],
                     external_id=cleaned["external_id"] or None,
@@ -392,7 +393,7 @@ def _write_row_by_row(accepted, touchpoint, send):
                     locale=cleaned["locale"],
                 )
                 outcome = _invite(customer, touchpoint, send)
-        except services.CustomerConflict as exc:
+        except customers.CustomerConflict as exc:
             conflicts.append((line, str(exc)))
             continue
         except IntegrityError:
@@ -413,12 +414,12 @@ def _write_in_bulk(accepted, touchpoint, send):
     """
     emails = [cleaned["email"].lower() for _, cleaned in accepted]
     externals = [cleaned["external_id"] for _, cleaned in accepted if cleaned["external_id"]]
-    customers = Customer.objects.select_for_update().annotate(email_lower=Lower("email")).order_by("pk")
+    locked = Customer.objects.select_for_update().annotate(email_lower=Lower("email")).order_by("pk")
     # Two queries, not one with OR: each alone is planned on its unique index even before
     # PostgreSQL has statistics on a table the import is filling; the OR was a full scan.
-    found = {customer.pk: customer for customer in customers.filter(email_lower__in=emails)}
+    found = {customer.pk: customer for customer in locked.filter(email_lower__in=emails)}
     if externals:
-        for customer in customers.filter(external_id__in=externals).exclude(pk__in=list(found)):
+        for customer in locked.filter(external_id__in=externals).exclude(pk__in=list(found)):
             found[customer.pk] = customer
     by_email: dict[str, Customer] = {}
     by_external: dict[str, Customer] = {}
@@ -426,7 +427,7 @@ def _write_in_bulk(accepted, touchpoint, send):
         by_email.setdefault(customer.email_lower, customer)
         if customer.external_id:
             by_external[customer.external_id] = customer
-    suppressed = services.addresses_suppressed(emails)
+    suppressed = customers.addresses_suppressed(emails)
 
     now = timezone.now()
     changes, conflicts = [], []
@@ -444,7 +445,7 @@ def _write_in_bulk(accepted, touchpoint, send):
                 conflicts.append((line, f"The external id {external_id!r} belongs to another customer than {email}."))
                 continue
         if customer is not None and customer.erased_at is not None:
-            conflicts.append((line, str(services.CustomerErased())))
+            conflicts.append((line, str(customers.CustomerErased())))
             continue
         if customer is None:
             customer = Customer(email=email)
@@ -466,7 +467,7 @@ def _write_in_bulk(accepted, touchpoint, send):
             # An erased person asked never to be emailed again, whatever record their address turns up on.
             customer.unsubscribed_at = now
         if before[0] and before[0] != customer.email.lower():
-            given_up.append(FormerAddress(customer_id=customer.pk, address_hash=services.address_hash(before[0])))
+            given_up.append(FormerAddress(customer_id=customer.pk, address_hash=customers.address_hash(before[0])))
         customer.updated_at = now
         if change == "created":
             created.append(customer)

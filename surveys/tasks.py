@@ -12,8 +12,13 @@ from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.db import close_old_connections
 
-from . import services, webhooks
-from .core import dispatch
+from . import webhooks
+from .access import services as access
+from .core import dispatch, sweeps
+from .dashboard import services as dashboard
+from .followups import services as followups
+from .invitations import services as invitations
+from .promoters import services as promoters
 
 logger = logging.getLogger(__name__)
 
@@ -39,32 +44,32 @@ def retry_delay(attempt: int) -> int:
 @shared_task(bind=True, max_retries=None)
 def invitation_send_task(self, invitation_id: int) -> str:
     try:
-        return services.invitation_send(invitation_id=invitation_id)
-    except services.SendFailed as exc:
+        return invitations.invitation_send(invitation_id=invitation_id)
+    except sweeps.SendFailed as exc:
         if self.request.retries >= settings.NPS_SEND_MAX_RETRIES:
             logger.warning("Invitation %s failed after %s retries: %s", invitation_id, self.request.retries, exc)
-            services.invitation_mark_failed(invitation_id=invitation_id)
+            invitations.invitation_mark_failed(invitation_id=invitation_id)
             return "failed"
         delay = retry_delay(self.request.retries)
-        services.invitation_postpone(invitation_id=invitation_id, delay=timedelta(seconds=delay))
+        invitations.invitation_postpone(invitation_id=invitation_id, delay=timedelta(seconds=delay))
         raise self.retry(countdown=delay, exc=exc) from exc
 
 
 @shared_task
 def invitations_sweep() -> dict:
-    return services.invitations_sweep()
+    return invitations.invitations_sweep()
 
 
 @shared_task
 def idempotency_keys_purge() -> int:
-    return services.idempotency_purge()
+    return access.idempotency_purge()
 
 
 @shared_task(bind=True, max_retries=None)
 def promoter_reward_task(self, response_id: int) -> str:
     try:
-        return services.promoter_reward(response_id=response_id)
-    except services.SendFailed as exc:
+        return promoters.promoter_reward(response_id=response_id)
+    except sweeps.SendFailed as exc:
         if self.request.retries >= settings.NPS_SEND_MAX_RETRIES:
             # The coupon stays issued and unsent; the promoters sweep keeps
             # trying while the 30-day window is open.
@@ -75,7 +80,7 @@ def promoter_reward_task(self, response_id: int) -> str:
 
 @shared_task
 def promoters_sweep() -> dict:
-    return services.promoters_sweep()
+    return promoters.promoters_sweep()
 
 
 @shared_task
@@ -86,8 +91,8 @@ def follow_ups_dispatch() -> int:
 @shared_task(bind=True, max_retries=None)
 def case_alert_task(self, case_id: int) -> str:
     try:
-        return services.case_alert_send(case_id=case_id)
-    except services.SendFailed as exc:
+        return followups.case_alert_send(case_id=case_id)
+    except sweeps.SendFailed as exc:
         if self.request.retries >= settings.NPS_SEND_MAX_RETRIES:
             logger.warning("Alert for case %s still failing: %s", case_id, exc)
             return "deferred-to-sweep"
@@ -96,12 +101,12 @@ def case_alert_task(self, case_id: int) -> str:
 
 @shared_task
 def case_alerts_sweep() -> int:
-    return services.case_alerts_sweep()
+    return followups.case_alerts_sweep()
 
 
 @shared_task
 def daily_stats_rollup() -> dict:
-    return services.daily_stats_rollup()
+    return dashboard.daily_stats_rollup()
 
 
 def _seconds_to_next_minute() -> int:
@@ -114,17 +119,17 @@ def _seconds_to_next_minute() -> int:
 def invitations_send_batch_task(self, invitation_ids: list[int]) -> dict:
     """Send a batch of invitations over one SMTP connection, within the send rate cap."""
     try:
-        outcome = services.invitations_send_batch(invitation_ids=invitation_ids)
-    except services.SendFailed as exc:
+        outcome = invitations.invitations_send_batch(invitation_ids=invitation_ids)
+    except sweeps.SendFailed as exc:
         remaining = exc.remaining or invitation_ids
         if self.request.retries >= settings.NPS_SEND_MAX_RETRIES:
             logger.warning("Giving up on %s invitations after %s retries: %s", len(remaining), self.request.retries, exc)
             for invitation_id in remaining:
-                services.invitation_mark_failed(invitation_id=invitation_id)
+                invitations.invitation_mark_failed(invitation_id=invitation_id)
             return {"failed": len(remaining)}
         delay = retry_delay(self.request.retries)
         for invitation_id in remaining:
-            services.invitation_postpone(invitation_id=invitation_id, delay=timedelta(seconds=delay))
+            invitations.invitation_postpone(invitation_id=invitation_id, delay=timedelta(seconds=delay))
         raise self.retry(args=[remaining], countdown=delay, exc=exc) from exc
     if outcome.deferred:
         # The rate cap is spent for this minute: the rest waits for the next one.
@@ -134,15 +139,15 @@ def invitations_send_batch_task(self, invitation_ids: list[int]) -> dict:
 
 @shared_task
 def reminders_sweep() -> dict:
-    return services.reminders_sweep()
+    return invitations.reminders_sweep()
 
 
 @shared_task
 def reminders_send_batch_task(invitation_ids: list[int]) -> dict:
     """A failed reminder releases its claim; the next sweep tries again, so no Celery retry here."""
     try:
-        outcome = services.reminders_send_batch(invitation_ids=invitation_ids)
-    except services.SendFailed as exc:
+        outcome = invitations.reminders_send_batch(invitation_ids=invitation_ids)
+    except sweeps.SendFailed as exc:
         logger.warning("Reminder batch stopped by SMTP trouble, the sweep will try again: %s", exc)
         return {"smtp-error": 1}
     if outcome.deferred:
@@ -152,7 +157,7 @@ def reminders_send_batch_task(invitation_ids: list[int]) -> dict:
 
 @shared_task
 def invitations_expire() -> dict:
-    return services.invitations_expire()
+    return invitations.invitations_expire()
 
 
 @shared_task

@@ -16,10 +16,18 @@ from django.utils import translation
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from . import emails, ratelimits, selectors, services
+from . import emails, ratelimits
 from .core.client_address import client_address
+from .customers import services as customers
+from .customers.selectors import customer_for_unsubscribe_token
 from .forms import SCORE_CHOICES, SurveyResponseForm
 from .models import Category
+from .promoters import services as promoters
+from .promoters.selectors import promoter_coupon_expected, referral_link_for_code, referral_link_for_customer
+from .responses import services as responses
+from .responses.selectors import response_for_invitation
+from .responses.sql import invitation_for_token
+from .touchpoints.selectors import customer_language, touchpoint_wording
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -36,7 +44,7 @@ def _preselected_score(request: HttpRequest) -> int | None:
 
 def _thanks(request, invitation, response, status=200):
     is_promoter = response.category == Category.PROMOTER
-    link = selectors.referral_link_for_customer(customer_id=invitation.customer_id) if is_promoter else None
+    link = referral_link_for_customer(customer_id=invitation.customer_id) if is_promoter else None
     return render(
         request,
         "surveys/thanks.html",
@@ -46,7 +54,7 @@ def _thanks(request, invitation, response, status=200):
             "is_promoter": is_promoter,
             "coupon_on_its_way": is_promoter
             and invitation.customer.unsubscribed_at is None
-            and selectors.promoter_coupon_expected(response=response),
+            and promoter_coupon_expected(response=response),
             "referral_url": emails.referral_url(link) if link else "",
         },
         status=status,
@@ -84,14 +92,14 @@ _EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
 @require_http_methods(["GET", "HEAD", "POST"])
 def survey(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
-        invitation = selectors.invitation_for_token(token=token)
+        invitation = invitation_for_token(token=token)
     else:
         # Opening the page marks the invitation opened (a GET never records an answer).
-        invitation = services.invitation_open(token=token)
+        invitation = responses.invitation_open(token=token)
     if invitation is None:
         return page_not_found(request, None, message="This survey link is not valid. Please check the link in your email.")
     # The customer's language, whatever the browser says: the same as their emails.
-    with translation.override(selectors.customer_language(customer=invitation.customer)):
+    with translation.override(customer_language(customer=invitation.customer)):
         return _survey(request, invitation)
 
 
@@ -100,7 +108,7 @@ def _survey(request: HttpRequest, invitation) -> HttpResponse:
     if invitation.is_closed:
         # Cancelled, never delivered, or its person erased: the link takes nothing and shows nothing.
         return _closed(request, invitation)
-    response = selectors.response_for_invitation(invitation=invitation)
+    response = response_for_invitation(invitation=invitation)
     if response is not None:
         return _thanks(request, invitation, response)
     if invitation.is_expired():
@@ -108,7 +116,7 @@ def _survey(request: HttpRequest, invitation) -> HttpResponse:
 
     touchpoint, language = invitation.touchpoint, translation.get_language()
     product = (invitation.properties or {}).get("question_product_name")
-    question, prompt = selectors.touchpoint_wording(touchpoint=touchpoint, language=language, product=product)
+    question, prompt = touchpoint_wording(touchpoint=touchpoint, language=language, product=product)
     form_kwargs = {"question": question, "reason_prompt": prompt}
     if request.method == "POST":
         form = SurveyResponseForm(request.POST, **form_kwargs)
@@ -117,18 +125,18 @@ def _survey(request: HttpRequest, invitation) -> HttpResponse:
             return _too_many(request)
         if valid:
             try:
-                services.response_submit(
+                responses.response_submit(
                     invitation=invitation, score=form.cleaned_data["score"], reason=form.cleaned_data["reason"]
                 )
-            except services.AlreadyAnswered:
+            except responses.AlreadyAnswered:
                 pass  # A double submit: the first answer stands, show its thank-you page.
-            except (services.InvitationExpired, services.InvitationClosed):
+            except (responses.InvitationExpired, responses.InvitationClosed):
                 return _closed(request, invitation)
             return HttpResponseRedirect(request.path)  # this page again: now the thank-you page
     else:
         preselected = _preselected_score(request)
         if preselected is not None:
-            _, form_kwargs["reason_prompt"] = selectors.touchpoint_wording(
+            _, form_kwargs["reason_prompt"] = touchpoint_wording(
                 touchpoint=touchpoint, language=language, category=Category.for_score(preselected)
             )
         return _survey_page(request, invitation, preselected=preselected, **form_kwargs)
@@ -178,12 +186,12 @@ def _survey_page(request: HttpRequest, invitation, *, question: str, reason_prom
 @_private
 @require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
-    customer = selectors.customer_for_unsubscribe_token(token=token)
+    customer = customer_for_unsubscribe_token(token=token)
     if customer is None:
         return page_not_found(request, None, message="This unsubscribe link is not valid.")
-    with translation.override(selectors.customer_language(customer=customer)):
+    with translation.override(customer_language(customer=customer)):
         if request.method == "POST":
-            services.customer_unsubscribe(customer=customer)
+            customers.customer_unsubscribe(customer=customer)
             return render(request, "surveys/unsubscribed.html", {"customer": customer})
         return render(request, "surveys/unsubscribe.html", {"customer": customer})
 
@@ -193,12 +201,12 @@ def referral(request: HttpRequest, code: str) -> HttpResponse:
     """A promoter's share link: count the visit, then send the visitor to the company's site."""
     if ratelimits.referral_visit_limited(request):
         return _too_many(request)
-    link = selectors.referral_link_for_code(code=code)
+    link = referral_link_for_code(code=code)
     landing = settings.NPS_REFERRAL_LANDING_URL
     if link is None:
         return redirect(landing)
     # One visit per client address and day: a new User-Agent is not a new friend.
-    services.referral_visit_record(link=link, visitor=client_address(request))
+    promoters.referral_visit_record(link=link, visitor=client_address(request))
     parts = urlsplit(landing)
     query = urlencode([*parse_qsl(parts.query), ("ref", link.code)])
     return redirect(urlunsplit(parts._replace(query=query)))

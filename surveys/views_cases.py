@@ -12,7 +12,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from . import selectors, services
+from .followups import selectors as cases
+from .followups import services as followups
 from .forms import CaseAssignForm, CaseNoteForm, CaseStatusForm
 
 
@@ -20,13 +21,13 @@ from .forms import CaseAssignForm, CaseNoteForm, CaseStatusForm
 @permission_required("surveys.view_followupcase", raise_exception=True)
 def case_list(request: HttpRequest) -> HttpResponse:
     view = request.GET.get("view", "open")
-    if view not in selectors.CASE_FILTERS:
+    if view not in cases.CASE_FILTERS:
         view = "open"
-    page = Paginator(selectors.cases_list(user=request.user, view=view), 50).get_page(request.GET.get("page"))
+    page = Paginator(cases.cases_list(user=request.user, view=view), 50).get_page(request.GET.get("page"))
     return render(
         request,
         "cases/list.html",
-        {"nav": "cases", "page": page, "view": view, "filters": selectors.CASE_FILTERS.items()},
+        {"nav": "cases", "page": page, "view": view, "filters": cases.CASE_FILTERS.items()},
     )
 
 
@@ -34,10 +35,10 @@ def case_list(request: HttpRequest) -> HttpResponse:
 @permission_required("surveys.view_followupcase", raise_exception=True)
 @require_http_methods(["GET", "HEAD", "POST"])
 def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
-    case = selectors.case_detail(case_id=case_id)
+    case = cases.case_detail(case_id=case_id)
     if case is None:
         raise Http404("No such case.")
-    assignees = selectors.case_assignees()
+    assignees = cases.case_assignees()
     note_form = CaseNoteForm()
     assign_form = CaseAssignForm(initial={"assignee": case.assignee_id}, assignees=assignees)
     status_form = CaseStatusForm(initial={"status": case.status})
@@ -49,7 +50,7 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
                 raise PermissionDenied
             note_form = CaseNoteForm(request.POST)
             if note_form.is_valid():
-                services.case_note_add(case=case, author=request.user, text=note_form.cleaned_data["text"])
+                followups.case_note_add(case=case, author=request.user, text=note_form.cleaned_data["text"])
                 messages.success(request, "Note added.")
                 return redirect("case-detail", case_id=case.pk)
         elif action in ("assign", "status"):
@@ -58,14 +59,14 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
             if action == "assign":
                 assign_form = CaseAssignForm(request.POST, assignees=assignees)
                 if assign_form.is_valid():
-                    services.case_assign(case=case, assignee=assign_form.cleaned_data["assignee"], by=request.user)
+                    followups.case_assign(case=case, assignee=assign_form.cleaned_data["assignee"], by=request.user)
                     messages.success(request, "Case assigned.")
                     return redirect("case-detail", case_id=case.pk)
             else:
                 status_form = CaseStatusForm(request.POST)
                 if status_form.is_valid():
                     try:
-                        services.case_status_set(case=case, status=status_form.cleaned_data["status"], by=request.user)
+                        followups.case_status_set(case=case, status=status_form.cleaned_data["status"], by=request.user)
                     except ValidationError as exc:
                         status_form.add_error("status", exc)
                     else:
@@ -79,7 +80,7 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
         {
             "nav": "cases",
             "case": case,
-            "notes": selectors.case_notes(case=case),
+            "notes": cases.case_notes(case=case),
             "note_form": note_form,
             "assign_form": assign_form,
             "status_form": status_form,

@@ -8,9 +8,10 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from . import selectors, selectors_dashboard
+from . import selectors_dashboard
 from .forms import DashboardFilterForm
 from .models import Category, Touchpoint
+from .touchpoints.selectors import touchpoint_for_slug
 
 EXPORT_HEADER = ["created_at", "touchpoint", "customer_email", "customer_name", "external_id", "score", "category", "reason"]
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -26,7 +27,7 @@ def _filters(request: HttpRequest) -> tuple[DashboardFilterForm, dict]:
         fallback = DashboardFilterForm({}, today=today)
         fallback.is_valid()
         cleaned = fallback.cleaned_data
-    touchpoint = selectors.touchpoint_for_slug(slug=cleaned["touchpoint"]) if cleaned.get("touchpoint") else None
+    touchpoint = touchpoint_for_slug(slug=cleaned["touchpoint"]) if cleaned.get("touchpoint") else None
     if cleaned.get("touchpoint") and touchpoint is None:
         form.add_error(None, f"No touchpoint {cleaned['touchpoint']!r}; showing all touchpoints.")
     return form, {**cleaned, "touchpoint_obj": touchpoint}

@@ -30,6 +30,11 @@ _NOT_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Lone surrogates ("\ud800" in JSON) are not text any database column can store.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _LOCALE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{1,8})*")
+# Survey and unsubscribe tokens come from secrets.token_urlsafe; coupon and referral codes, upper-cased, are
+# like LP-7KQ4-M2XD-9TRH and 7KQ4M2XDHT. Anything else (a NUL, which PostgreSQL refuses in a query, an
+# over-long string) is no token or code of ours and is looked up nowhere.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CODE = re.compile(r"[A-Z0-9-]{1,20}")
 
 
 def _as_text(value, label: str) -> str:
@@ -112,6 +117,17 @@ def clean_email(value, *, label: str = "email", required: bool = True) -> str:
     if address.endswith("@" + ERASED_DOMAIN):
         raise ValidationError("This address stands for an erased person and cannot be used.", code="erased")
     return address
+
+
+def is_token(value) -> bool:
+    """Whether `value` could be a survey or unsubscribe token we issued."""
+    return isinstance(value, str) and bool(_TOKEN.fullmatch(value))
+
+
+def code_or_none(value) -> str | None:
+    """A coupon or referral code as stored (codes are case-insensitive), or None for what no code looks like."""
+    code = value.strip().upper() if isinstance(value, str) else ""
+    return code if _CODE.fullmatch(code) else None
 
 
 def clean_locale(value, *, label: str = "locale") -> str:

@@ -2,7 +2,6 @@
 referrals (the share link, its visits and the sign-ups it brought).
 """
 
-import re
 import smtplib
 from datetime import timedelta
 
@@ -12,7 +11,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from surveys import emails, webhooks
-from surveys.core import db, dispatch
+from surveys.core import db, dispatch, validation
 from surveys.core.hashing import keyed_hash
 from surveys.core.sweeps import EMAIL_CLAIM_TIMEOUT, SWEEP_BATCH, SWEEP_GRACE, SendFailed
 from surveys.customers.services import address_is_suppressed, customer_suppress
@@ -167,15 +166,11 @@ def promoters_sweep() -> dict[str, int]:
     return {"window_closed": closed, "enqueued": len(due_ids)}
 
 
-_CODE = re.compile(r"[A-Z0-9-]{1,20}")
-
-
 @transaction.atomic
 def coupon_redeem(*, code: str) -> Coupon:
     """Mark the coupon redeemed now. Codes are case-insensitive."""
-    code = (code or "").strip().upper()
-    if not _CODE.fullmatch(code):
-        # Not a code we could have issued; a NUL would make PostgreSQL refuse the query.
+    code = validation.code_or_none(code)
+    if code is None:
         raise CouponNotFound(code)
     now = timezone.now()
     redeemed = Coupon.objects.filter(code=code, redeemed_at__isnull=True, expires_at__gt=now).update(

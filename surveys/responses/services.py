@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from surveys import selectors, webhooks
+from surveys import webhooks
 from surveys.core import db, dispatch, validation
 from surveys.dashboard.services import stats_mark_dirty
 from surveys.models import (
@@ -24,6 +24,7 @@ from surveys.models import (
     Touchpoint,
 )
 from surveys.promoters.services import referral_link_add, referral_link_ensure
+from surveys.responses.sql import invitation_for_token
 
 
 class InvitationClosed(Exception):
@@ -42,8 +43,8 @@ class InvitationExpired(Exception):
 
 
 def invitation_open(*, token: str) -> Invitation | None:
-    """The survey page's invitation (as `selectors.invitation_for_token`), marked opened in the same statement."""
-    return selectors.invitation_for_token(token=token, mark_opened_at=timezone.now())
+    """The survey page's invitation (as `responses.sql.invitation_for_token`), marked opened in the same statement."""
+    return invitation_for_token(token=token, mark_opened_at=timezone.now())
 
 
 

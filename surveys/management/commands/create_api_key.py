@@ -3,7 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from surveys import services
+from surveys.access import services as access
 from surveys.models import ApiScope
 
 
@@ -22,7 +22,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, name: str, scopes=None, **options):
         try:
-            api_key, raw_key = services.api_key_create(name=name, scopes=scopes)
+            api_key, raw_key = access.api_key_create(name=name, scopes=scopes)
         except ValidationError as exc:
             raise CommandError(exc.messages[0]) from None
         self.stderr.write(

@@ -7,7 +7,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from surveys import imports, selectors
+from surveys import imports
+from surveys.touchpoints.selectors import touchpoint_for_slug
 
 BAR_WIDTH = 30
 
@@ -27,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Check every row and report; write nothing.")
 
     def handle(self, *args, file: str, touchpoint: str, send: bool, dry_run: bool, **options):
-        touchpoint_obj = selectors.touchpoint_for_slug(slug=touchpoint)
+        touchpoint_obj = touchpoint_for_slug(slug=touchpoint)
         if touchpoint_obj is None:
             raise CommandError(f"No touchpoint has the slug {touchpoint!r}.")
         show_progress = self.stderr.isatty() if hasattr(self.stderr, "isatty") else False

@@ -4,8 +4,9 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from surveys import history, selectors
+from surveys import history
 from surveys.imports import ImportFileError
+from surveys.touchpoints.selectors import touchpoint_for_slug
 
 
 class Command(BaseCommand):
@@ -23,7 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args, file: str, touchpoint: str | None, dry_run: bool, **options):
         touchpoint_obj = None
         if touchpoint:
-            touchpoint_obj = selectors.touchpoint_for_slug(slug=touchpoint)
+            touchpoint_obj = touchpoint_for_slug(slug=touchpoint)
             if touchpoint_obj is None:
                 raise CommandError(f"No touchpoint has the slug {touchpoint!r}.")
         try:

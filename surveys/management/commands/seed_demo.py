@@ -14,7 +14,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from surveys import emails, services
+from surveys import emails
+from surveys.dashboard import services as dashboard
 from surveys.management.commands._bulk_rows import BulkRows
 from surveys.models import (
     Category,
@@ -105,7 +106,7 @@ class Command(BaseCommand):
             if responses >= 5 * CHUNK:
                 self.stderr.write(f"  {done:,} / {responses:,} responses ({time.monotonic() - began:.0f} s)")
         open_invitations = self._open_invitations(now, chosen, first_customer + responses)
-        services.daily_stats_rollup(full=True)
+        dashboard.daily_stats_rollup(full=True)
         self.stdout.write(
             f"Loaded {responses:,} answered surveys over {days} days at {len(chosen)} touchpoints "
             f"in {time.monotonic() - began:.1f} s."
