@@ -97,7 +97,7 @@ def production_env(url: str, port: int) -> dict:
         # What the workers send is written to files under VAR, as before production settings required a mail
         # server: named explicitly, which production settings accept.
         "EMAIL_HOST": "",
-        "EMAIL_BACKEND": "surveys.mail_backends.EmlFileBackend",
+        "EMAIL_BACKEND": "surveys.mail.files.EmlFileBackend",
     }
 
 

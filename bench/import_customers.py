@@ -116,7 +116,7 @@ def main() -> None:
         ALLOWED_HOSTS="localhost",
         NPS_VAR_DIR=str(folder / "var"),
         CELERY_BROKER_URL="filesystem://",
-        EMAIL_BACKEND="surveys.mail_backends.EmlFileBackend",  # production settings want it named
+        EMAIL_BACKEND="surveys.mail.files.EmlFileBackend",  # production settings want it named
     )
     sizes = sorted({args.small, min(args.rows, MEDIUM_ROWS), args.rows})
     print(f"Machine: {machine()}, PostgreSQL at {urlsplit(url).hostname}; "

@@ -8,7 +8,7 @@ connection per batch. The clock runs from the first publish until the SMTP
 sink has received all N messages.
 
 The baseline, in the same run and to the same sink: the same messages,
-rendered beforehand with `surveys.emails.invitation_messages`, sent with plain
+rendered beforehand with `surveys.mail.messages.invitation_messages`, sent with plain
 `smtplib` over ONE connection by a separate process (so the sender does not
 share the sink's interpreter lock, as the worker does not either).
 
@@ -205,7 +205,7 @@ def render_envelopes() -> list[tuple[str, list[str], bytes]]:
     """The same messages the worker sent, as the bytes Django's SMTP backend would hand to smtplib."""
     from django.core.mail.message import sanitize_address
 
-    from surveys import emails
+    from surveys.mail import messages as emails
     from surveys.models import Invitation
 
     envelopes = []
@@ -287,10 +287,10 @@ def profile_one_batch(size: int) -> None:
         return sum(entry[2] for (path, _, name), entry in stats.stats.items() if name == function)
 
     total = cumulative("surveys/services.py", "invitations_send_batch")
-    render = cumulative("surveys/emails.py", "invitation_messages")
+    render = cumulative("surveys/mail/messages.py", "invitation_messages")
     mime = sum(
         cumulative(path, function)
-        for path in ("django/core/mail/message.py", "surveys/email_mime.py")
+        for path in ("django/core/mail/message.py", "surveys/mail/mime.py")
         for function in ("message", "as_bytes")
     )
     smtp = cumulative("smtplib.py", "sendmail")
@@ -312,8 +312,8 @@ def profile_one_batch(size: int) -> None:
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
 PROFILE_CATEGORIES = [  # (what, frame markers), the frame nearest the leaf decides
-    ("rendering the templates (emails.invitation_messages)", ("invitation_messages (surveys/emails.py",)),
-    ("building the MIME message and its bytes", ("django/core/mail/message.py", "surveys/email_mime.py")),
+    ("rendering the templates (emails.invitation_messages)", ("invitation_messages (surveys/mail/messages.py",)),
+    ("building the MIME message and its bytes", ("django/core/mail/message.py", "surveys/mail/mime.py")),
     ("smtplib: sending and reading the sink's replies", ("smtplib.py",)),
     ("PostgreSQL: psycopg2 and the ORM", ("django/db/",)),
     ("Redis / Celery messaging (kombu)", ("kombu/",)),

@@ -198,7 +198,7 @@ if env_str("EMAIL_BACKEND"):
     EMAIL_BACKEND = env_str("EMAIL_BACKEND")
 elif EMAIL_HOST:
     # Django's SMTP backend, with each message's envelope addresses worked out with less work.
-    EMAIL_BACKEND = "surveys.smtp_backend.EmailBackend"
+    EMAIL_BACKEND = "surveys.mail.smtp.EmailBackend"
 elif not DEBUG:
     # Without a mail server every email (names, reasons) would land in files on the web server,
     # marked sent: a production deployment says where mail goes, or does not start.
@@ -208,7 +208,7 @@ elif not DEBUG:
 else:
     # Development: one .eml file per message under var/mail/, readable in any
     # mail client or text editor, with clickable links.
-    EMAIL_BACKEND = "surveys.mail_backends.EmlFileBackend"
+    EMAIL_BACKEND = "surveys.mail.files.EmlFileBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Loyal Promoters <surveys@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 

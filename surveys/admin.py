@@ -14,13 +14,14 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
 
-from . import emails, imports, webhooks
+from . import imports, webhooks
 from .access import services as access
 from .customers import services as customers
 from .followups import services as followups
 from .followups.selectors import case_assignees
 from .forms import CustomerAdminForm, CustomerImportForm, SendSurveyForm, WebhookEndpointForm
 from .invitations import services as invitations
+from .mail import messages as emails
 from .models import (
     ApiKey,
     ApiScope,

@@ -12,11 +12,12 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from . import emails, ratelimits
+from . import ratelimits
 from .access import services as access
 from .customers import services as customers
 from .forms import InvitationRequestForm, ReferralConversionForm
 from .invitations import services as invitations
+from .mail import messages as emails
 from .models import ApiKey, ApiScope
 from .promoters import services as promoters
 from .promoters.selectors import referral_link_for_code

@@ -26,11 +26,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from . import emails, ratelimits
+from . import ratelimits
 from .access import services as access
 from .core import validation
 from .customers import services as customers
 from .invitations import services as invitations
+from .mail import messages as emails
 from .models import ApiScope, Customer, Invitation, Response, Touchpoint
 from .nps import NpsFigures, round_half_away_from_zero
 from .privacy import services as privacy

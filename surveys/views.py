@@ -16,11 +16,12 @@ from django.utils import translation
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from . import emails, ratelimits
+from . import ratelimits
 from .core.client_address import client_address
 from .customers import services as customers
 from .customers.selectors import customer_for_unsubscribe_token
 from .forms import SCORE_CHOICES, SurveyResponseForm
+from .mail import messages as emails
 from .models import Category
 from .promoters import services as promoters
 from .promoters.selectors import promoter_coupon_expected, referral_link_for_code, referral_link_for_customer

@@ -15,7 +15,7 @@ from django.core.mail.message import BadHeaderError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from surveys.email_mime import CustomerEmail, flatten
+from surveys.mail.mime import CustomerEmail, flatten
 
 HEADERS = {
     "List-Unsubscribe": "<https://surveys.example.com/u/OfyqZNXMcNWm9REJNJ5h5Mp9eoXYdIuq/>",

@@ -165,7 +165,7 @@ def _rendered_alone(invitation: Invitation, reminder: bool) -> tuple[str, str, s
     from django.template.loader import render_to_string
     from django.utils import translation
 
-    from surveys.emails import absolute_url, question_text
+    from surveys.mail.messages import absolute_url, question_text
     from surveys.selectors import customer_language
 
     customer = invitation.customer
@@ -194,7 +194,7 @@ def _rendered_alone(invitation: Invitation, reminder: bool) -> tuple[str, str, s
 @pytest.mark.parametrize("reminder", [False, True])
 @pytest.mark.django_db
 def test_emails_rendered_for_a_whole_batch_are_the_ones_each_customer_would_get_alone(reminder):
-    from surveys.emails import invitation_messages
+    from surveys.mail.messages import invitation_messages
     from surveys.models import TouchpointTranslation
 
     from .factories import TouchpointFactory
@@ -229,7 +229,7 @@ def test_emails_rendered_for_a_whole_batch_are_the_ones_each_customer_would_get_
 
 @pytest.mark.django_db
 def test_a_batch_in_three_languages_reads_each_translation_once(touchpoint, django_assert_num_queries):
-    from surveys.emails import invitation_messages
+    from surveys.mail.messages import invitation_messages
     from surveys.models import TouchpointTranslation
 
     TouchpointTranslation.objects.create(touchpoint=touchpoint, language="es", question="¿Recomendaría {company}?")
@@ -250,7 +250,7 @@ def test_a_batch_in_three_languages_reads_each_translation_once(touchpoint, djan
 
 @pytest.mark.django_db
 def test_a_touchpoint_or_company_renamed_between_batches_shows_in_the_next_batch(touchpoint, settings):
-    from surveys.emails import invitation_messages
+    from surveys.mail.messages import invitation_messages
 
     invitations = [InvitationFactory(customer=CustomerFactory(locale=locale), touchpoint=touchpoint) for locale in ("en", "es")]
     before = invitation_messages(invitations)

@@ -54,7 +54,7 @@ def left_behind(dump: str) -> dict[str, list]:
 @pytest.fixture
 def mail_folder(settings, tmp_path):
     """Mail written as .eml files, as in development without EMAIL_HOST."""
-    settings.EMAIL_BACKEND = "surveys.mail_backends.EmlFileBackend"
+    settings.EMAIL_BACKEND = "surveys.mail.files.EmlFileBackend"
     settings.EMAIL_FILE_PATH = tmp_path / "mail"
     return tmp_path / "mail"
 
@@ -216,7 +216,7 @@ def test_mail_files_of_other_people_stay(mail_folder, touchpoint):
     services.invitations_send_batch(invitation_ids=[i.pk for i in invitations])
     assert len(list(mail_folder.glob("*.eml"))) == 2
 
-    from surveys import mail_backends
+    from surveys.mail import files as mail_backends
 
     assert mail_backends.eml_files_erase(customer_id=jane.pk) == 1
 

@@ -208,7 +208,7 @@ def test_numbers_and_lists_are_read_from_the_environment(tmp_path):
     )
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == ("2525 50 ['a.example', 'b.example'] surveys.smtp_backend.EmailBackend")
+    assert result.stdout.strip() == ("2525 50 ['a.example', 'b.example'] surveys.mail.smtp.EmailBackend")
 
 
 def test_without_an_email_host_mail_is_written_to_files_in_var(tmp_path):

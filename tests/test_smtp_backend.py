@@ -9,7 +9,7 @@ from django.core.mail.message import sanitize_address
 from hypothesis import given
 from hypothesis import strategies as st
 
-from surveys.smtp_backend import _PLAIN_ADDRESS, envelope_address
+from surveys.mail.smtp import _PLAIN_ADDRESS, envelope_address
 
 
 @given(st.from_regex(_PLAIN_ADDRESS, fullmatch=True))
@@ -30,7 +30,7 @@ def test_any_other_text_is_treated_as_django_treats_it(text):
 
 @pytest.fixture
 def smtp_backend(settings, smtp_server):
-    settings.EMAIL_BACKEND = "surveys.smtp_backend.EmailBackend"
+    settings.EMAIL_BACKEND = "surveys.mail.smtp.EmailBackend"
     settings.EMAIL_HOST = "127.0.0.1"
     settings.EMAIL_PORT = smtp_server.port
     settings.EMAIL_USE_TLS = False

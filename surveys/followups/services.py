@@ -9,10 +9,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from surveys import emails
 from surveys.core import dispatch, validation
 from surveys.core.sweeps import EMAIL_CLAIM_TIMEOUT, SWEEP_BATCH, SWEEP_GRACE, SendFailed
 from surveys.dashboard.services import stats_mark_dirty
+from surveys.mail import messages as emails
 from surveys.models import (
     CaseNote,
     FollowUpCase,

@@ -11,7 +11,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from surveys import emails
 from surveys.core import db, dispatch
 from surveys.core.sweeps import SWEEP_BATCH, SWEEP_GRACE, SendFailed
 from surveys.customers.services import (
@@ -21,6 +20,7 @@ from surveys.customers.services import (
     customer_suppress,
     invitations_cancel_unsent,
 )
+from surveys.mail import messages as emails
 from surveys.models import (
     Customer,
     Invitation,

@@ -5,9 +5,9 @@
 from django.db import transaction
 from django.utils import timezone
 
-from surveys import mail_backends
 from surveys.core import validation
 from surveys.customers.services import address_hash
+from surveys.mail import files as mail_files
 from surveys.models import (
     CaseNote,
     Coupon,
@@ -105,4 +105,4 @@ def customer_erase(*, customer: Customer) -> None:
     _admin_history_erase(customer)
     # Development mail files (var/mail/*.eml) written to or about them. At once rather than on commit:
     # should the erasure roll back, the cost is a developer's copies of some emails.
-    mail_backends.eml_files_erase(customer_id=customer.pk)
+    mail_files.eml_files_erase(customer_id=customer.pk)

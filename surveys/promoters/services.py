@@ -10,12 +10,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from surveys import emails, webhooks
+from surveys import webhooks
 from surveys.core import db, dispatch, validation
 from surveys.core.hashing import keyed_hash
 from surveys.core.sweeps import EMAIL_CLAIM_TIMEOUT, SWEEP_BATCH, SWEEP_GRACE, SendFailed
 from surveys.customers.services import address_is_suppressed, customer_suppress
 from surveys.dashboard.services import stats_mark_dirty
+from surveys.mail import messages as emails
 from surveys.models import (
     Category,
     Coupon,

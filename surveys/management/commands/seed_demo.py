@@ -14,8 +14,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from surveys import emails
 from surveys.dashboard import services as dashboard
+from surveys.mail import messages as emails
 from surveys.management.commands._bulk_rows import BulkRows
 from surveys.models import (
     Category,

@@ -15,8 +15,10 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.html import conditional_escape
 
-from .email_mime import CustomerEmail
-from .models import Customer, Invitation
+from surveys.models import Customer, Invitation
+from surveys.touchpoints.selectors import customer_language, touchpoint_wording
+
+from .mime import CustomerEmail
 
 
 def absolute_url(path: str) -> str:
@@ -32,8 +34,6 @@ def survey_url(invitation: Invitation) -> str:
 
 
 def question_text(touchpoint, language: str | None = None, product: str | None = None) -> str:
-    from .touchpoints.selectors import touchpoint_wording
-
     question, _ = touchpoint_wording(
         touchpoint=touchpoint, language=language or settings.LANGUAGE_CODE, product=product
     )
@@ -47,8 +47,6 @@ def _single_line(text: str) -> str:
 
 def customer_message(*, template: str, customer: Customer, context: dict) -> CustomerEmail:
     """Render templates/emails/<template>_{subject.txt,body.txt,body.html} for one customer."""
-    from .touchpoints.selectors import customer_language
-
     with translation.override(customer_language(customer=customer)):
         return _customer_message(template=template, customer=customer, context=context)
 
@@ -82,7 +80,7 @@ def _customer_email(*, customer: Customer, unsubscribe: str, subject: str, text:
         },
         alternatives=[(html, "text/html")],
     )
-    # Whom the email is about, for the development mail files (never a header: see mail_backends).
+    # Whom the email is about, for the development mail files (never a header: see mail/files.py).
     message.customer_id = customer.pk
     return message
 
@@ -132,8 +130,6 @@ def invitation_messages(invitations, *, reminder: bool = False) -> list[Customer
     text, HTML-escaped in the HTML, exactly as rendering the templates for that
     customer would put them.
     """
-    from .touchpoints.selectors import customer_language
-
     survey_link = _link_maker("survey")
     unsubscribe_link = _link_maker("unsubscribe")
     questions: dict[tuple, str] = {}
