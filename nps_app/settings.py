@@ -217,7 +217,7 @@ NPS_COMPANY_NAME = env_str("NPS_COMPANY_NAME", "us")
 NPS_MIN_RESPONSES = env_int("NPS_MIN_RESPONSES", 30)
 NPS_SEND_MAX_RETRIES = env_int("NPS_SEND_MAX_RETRIES", 5)
 # With Redis (CACHE_URL), what answers set in motion (coupons, case alerts, webhooks) within this
-# many seconds shares one Celery message from the web (surveys/follow_ups.py); 0: one message each.
+# many seconds shares one Celery message from the web (surveys/core/dispatch.py); 0: one message each.
 NPS_FOLLOW_UP_BATCH_SECONDS = env_int("NPS_FOLLOW_UP_BATCH_SECONDS", 1)
 # Invitations per Celery message and per SMTP connection.
 NPS_SEND_BATCH_SIZE = env_int("NPS_SEND_BATCH_SIZE", 50)

@@ -14,7 +14,7 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
 
-from . import imports, webhooks
+from . import imports
 from .access import services as access
 from .customers import services as customers
 from .followups import services as followups
@@ -43,6 +43,7 @@ from .models import (
 from .privacy import services as privacy
 from .privacy.selectors import customer_export
 from .promoters import services as promoters
+from .webhooks import services as webhooks
 
 
 def _count_per_touchpoint(model, field: str):

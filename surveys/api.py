@@ -12,7 +12,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from . import ratelimits
+from .access import ratelimits
 from .access import services as access
 from .customers import services as customers
 from .forms import InvitationRequestForm, ReferralConversionForm

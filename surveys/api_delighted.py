@@ -26,14 +26,14 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from . import ratelimits
+from .access import ratelimits
 from .access import services as access
 from .core import validation
 from .customers import services as customers
+from .dashboard.nps import NpsFigures, round_half_away_from_zero
 from .invitations import services as invitations
 from .mail import messages as emails
 from .models import ApiScope, Customer, Invitation, Response, Touchpoint
-from .nps import NpsFigures, round_half_away_from_zero
 from .privacy import services as privacy
 from .responses import services as responses
 from .touchpoints.selectors import touchpoint_for_slug

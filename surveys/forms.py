@@ -300,7 +300,7 @@ class WebhookEndpointForm(forms.ModelForm):
         self.fields["events"].choices = WebhookEndpoint.Event.choices
 
     def clean_url(self):
-        from .webhooks import webhook_url_check
+        from .webhooks.services import webhook_url_check
 
         url = self.cleaned_data["url"]
         webhook_url_check(url)

@@ -556,7 +556,7 @@ class DailyStat(models.Model):
     referral_visits = models.PositiveIntegerField(default=0)
     referral_conversions = models.PositiveIntegerField(default=0)
     # Cases resolved that day, counted by time to close ({bucket: count}, see
-    # selectors_dashboard.close_bucket), so a median over months reads days, not cases.
+    # dashboard/selectors.close_bucket), so a median over months reads days, not cases.
     close_histogram = models.JSONField(default=dict)
 
     class Meta:

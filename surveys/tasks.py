@@ -12,13 +12,13 @@ from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.db import close_old_connections
 
-from . import webhooks
 from .access import services as access
 from .core import dispatch, sweeps
 from .dashboard import services as dashboard
 from .followups import services as followups
 from .invitations import services as invitations
 from .promoters import services as promoters
+from .webhooks import services as webhooks
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from django.utils import translation
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from . import ratelimits
+from .access import ratelimits
 from .core.client_address import client_address
 from .customers import services as customers
 from .customers.selectors import customer_for_unsubscribe_token

@@ -8,7 +8,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from . import selectors_dashboard
+from .dashboard import selectors as selectors_dashboard
 from .forms import DashboardFilterForm
 from .models import Category, Touchpoint
 from .touchpoints.selectors import touchpoint_for_slug

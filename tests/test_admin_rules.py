@@ -15,7 +15,8 @@ from django.contrib.auth.models import Group, Permission, User
 from django.core import mail
 from django.utils import timezone
 
-from surveys import selectors_dashboard, services
+from surveys import services
+from surveys.dashboard import selectors as selectors_dashboard
 from surveys.models import CaseNote, FollowUpCase, StatsDirtyDay
 
 from .factories import InvitationFactory, ResponseFactory, TouchpointFactory

@@ -9,7 +9,8 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from surveys import selectors_dashboard, services
+from surveys import services
+from surveys.dashboard import selectors as selectors_dashboard
 from surveys.models import (
     Coupon,
     Customer,

@@ -4,7 +4,7 @@ from fractions import Fraction
 
 import pytest
 
-from surveys.nps import NpsFigures, change_between, round_half_away_from_zero
+from surveys.dashboard.nps import NpsFigures, change_between, round_half_away_from_zero
 
 
 def figures(promoters: int, passives: int, detractors: int, min_responses: int = 30) -> NpsFigures:

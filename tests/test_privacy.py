@@ -17,7 +17,8 @@ from django.core import mail
 from django.core.management import call_command
 from django.utils import timezone
 
-from surveys import selectors, selectors_dashboard, services
+from surveys import selectors, services
+from surveys.dashboard import selectors as selectors_dashboard
 from surveys.models import (
     CaseNote,
     Coupon,

@@ -9,7 +9,8 @@ from datetime import date, datetime, time, timedelta
 import pytest
 from django.utils import timezone
 
-from surveys import selectors_dashboard, services
+from surveys import services
+from surveys.dashboard import selectors as selectors_dashboard
 from surveys.models import (
     Coupon,
     DailyStat,
@@ -633,7 +634,7 @@ def test_export_rows_are_oldest_first_within_the_range(comments_data):
 def test_median_time_to_close_over_rolled_up_days_comes_from_the_daily_histograms(today):
     """Cases resolved after 2, 5 and 30 hours on closed days: after the rollup the median reads
     the per-day histograms (15-minute buckets below two days) and still says about 5 hours."""
-    from surveys.selectors_dashboard import close_bucket, close_bucket_middle
+    from surveys.dashboard.selectors import close_bucket, close_bucket_middle
 
     touchpoint = TouchpointFactory()
     for days_ago, hours in ((3, 2), (2, 5), (1, 30)):

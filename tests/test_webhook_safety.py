@@ -18,8 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.utils import timezone
 
-from surveys import services, webhooks
+from surveys import services
 from surveys.models import WebhookDelivery, WebhookEndpoint
+from surveys.webhooks import services as webhooks
 
 from .factories import InvitationFactory
 from .page_parsing import elements

@@ -13,9 +13,10 @@ from django.contrib.auth.models import Permission, User
 from django.db import transaction
 from django.utils import timezone
 
-from surveys import services, webhooks
+from surveys import services
 from surveys.models import FollowUpCase, WebhookDelivery, WebhookEndpoint
 from surveys.tasks import webhooks_sweep
+from surveys.webhooks import services as webhooks
 
 from .conftest import _free_port
 from .factories import CustomerFactory, InvitationFactory, ResponseFactory

@@ -6,6 +6,7 @@ from datetime import date, timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from surveys.dashboard.selectors import daily_counts
 from surveys.models import (
     DailyStat,
     Invitation,
@@ -17,8 +18,6 @@ from surveys.models import (
 
 def daily_stats_rebuild(*, start: date, end: date) -> int:
     """Recount the per-day, per-touchpoint figures for days start…end (inclusive)."""
-    from surveys.selectors_dashboard import daily_counts
-
     if end < start:
         return 0
     rows = [

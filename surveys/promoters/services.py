@@ -10,7 +10,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from surveys import webhooks
 from surveys.core import db, dispatch, validation
 from surveys.core.hashing import keyed_hash
 from surveys.core.sweeps import EMAIL_CLAIM_TIMEOUT, SWEEP_BATCH, SWEEP_GRACE, SendFailed
@@ -29,6 +28,7 @@ from surveys.models import (
     new_coupon_code,
 )
 from surveys.promoters.rules import COUPON_PER_CUSTOMER_WINDOW, PROMOTER_WINDOW
+from surveys.webhooks import services as webhooks
 
 
 class CouponNotFound(Exception):

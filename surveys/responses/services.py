@@ -10,7 +10,6 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from surveys import webhooks
 from surveys.core import db, dispatch, validation
 from surveys.dashboard.services import stats_mark_dirty
 from surveys.models import (
@@ -25,6 +24,7 @@ from surveys.models import (
 )
 from surveys.promoters.services import referral_link_add, referral_link_ensure
 from surveys.responses.sql import invitation_for_token
+from surveys.webhooks import services as webhooks
 
 
 class InvitationClosed(Exception):

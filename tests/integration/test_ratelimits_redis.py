@@ -6,7 +6,7 @@ import secrets
 import pytest
 import redis
 
-from surveys import ratelimits
+from surveys.access import ratelimits
 from surveys.models import Response
 
 pytestmark = pytest.mark.django_db

@@ -23,7 +23,7 @@ from django.db.models import (
 from django.db.models.functions import TruncDate, TruncMonth, TruncWeek
 from django.utils import timezone
 
-from .models import (
+from surveys.models import (
     FOLLOW_UP_FIELDS,
     SCORE_FIELDS,
     Category,
@@ -37,6 +37,7 @@ from .models import (
     StatsWatermark,
     Touchpoint,
 )
+
 from .nps import NpsFigures, change_between
 
 COMMENTS_PER_PAGE = 20

@@ -24,8 +24,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from redis.exceptions import RedisError
 
-from .core import redis as redis_store
-from .core.client_address import client_address
+from surveys.core import redis as redis_store
+from surveys.core.client_address import client_address
 
 logger = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 60

@@ -33,8 +33,8 @@ from django.core.exceptions import ValidationError
 from django.db.models import F, Q
 from django.utils import timezone
 
-from .core import db, dispatch
-from .models import WebhookDelivery, WebhookEndpoint
+from surveys.core import db, dispatch
+from surveys.models import WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
 
