@@ -14,12 +14,12 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
 
-from . import imports
 from .access import services as access
 from .customers import services as customers
 from .followups import services as followups
 from .followups.selectors import case_assignees
 from .forms import CustomerAdminForm, CustomerImportForm, SendSurveyForm, WebhookEndpointForm
+from .imports import customers as imports
 from .invitations import services as invitations
 from .mail import messages as emails
 from .models import (

@@ -198,7 +198,7 @@ def test_importing_without_choosing_a_touchpoint_asks_for_one(admin_client, touc
 
 
 def test_many_bad_rows_are_listed_up_to_a_limit_and_counted_in_full(admin_client, touchpoint, monkeypatch):
-    from surveys import imports
+    from surveys.imports import customers as imports
 
     monkeypatch.setattr(imports, "MAX_LINE_ERRORS_KEPT", 3)
     rows = "".join(f"bad{n},Bad\n" for n in range(5))

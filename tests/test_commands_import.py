@@ -9,7 +9,7 @@ import pytest
 from django.core import mail
 from django.core.management import CommandError, call_command
 
-from surveys import imports
+from surveys.imports import customers as imports
 from surveys.models import Customer, Invitation
 
 pytestmark = pytest.mark.django_db

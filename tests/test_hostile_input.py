@@ -26,7 +26,9 @@ from django.core import mail
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from surveys import imports, services
+from surveys import services
+from surveys.imports import customers as imports
+from surveys.imports import reader as csv_reader
 from surveys.models import Customer, FollowUpCase, Invitation, Response, Touchpoint
 from surveys.views_dashboard import _FORMULA_STARTS
 
@@ -545,7 +547,7 @@ def _import(data: bytes):
 
 def _records(data: bytes) -> dict[int, list[str]]:
     """The records as the importer numbers them (line of the record's end; the header is line 1)."""
-    text = imports._open_text(io.BytesIO(data))
+    text = csv_reader.open_text(io.BytesIO(data))
     header = text.readline()
     reader = csv.reader(text, delimiter=";" if header.count(";") > header.count(",") else ",")
     records = {}

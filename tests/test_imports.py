@@ -11,7 +11,8 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from surveys import imports, services
+from surveys import services
+from surveys.imports import customers as imports
 from surveys.models import Customer, Invitation, SurveySkip
 
 from .factories import CustomerFactory, InvitationFactory, TouchpointFactory

@@ -8,7 +8,8 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from surveys import imports, services
+from surveys import services
+from surveys.imports import customers as imports
 from surveys.models import Customer, Invitation, SuppressedAddress
 
 from .factories import CustomerFactory, InvitationFactory, TouchpointFactory

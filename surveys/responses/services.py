@@ -268,3 +268,37 @@ def _response_recategorised(*, response: Response, now) -> None:
         endpoints = webhooks.endpoints_by_event()
         _response_events(response=response, case=case, endpoints={"case.opened": endpoints.get("case.opened", [])})
         dispatch.follow_up_on_commit("case_alert_task", case.pk)
+
+
+def response_import(
+    *, customer: Customer, touchpoint: Touchpoint, score: int, reason: str, created_at, import_key: str,
+    properties: dict,
+) -> Response:
+    """An answer from imported history, at its own time: it sets nothing in motion (no coupon, case, alert,
+    webhook or email), and its import key makes a second import of the same row add nothing."""
+    if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
+        raise ValidationError("The score must be a whole number from 0 to 10.")
+    invitation = Invitation.objects.create(
+        customer=customer,
+        touchpoint=touchpoint,
+        status=Invitation.Status.SENT,
+        source=Invitation.Source.HISTORY,
+        created_at=created_at,
+        send_after=created_at,
+        sent_at=created_at,
+        answered_at=created_at,
+        expires_at=created_at + timedelta(days=touchpoint.expiry_days),
+        properties=properties,
+    )
+    return Response.objects.create(
+        invitation=invitation,
+        touchpoint=touchpoint,
+        customer=customer,
+        score=score,
+        category=Category.for_score(score),
+        reason=validation.clean_text(reason, label="The comment", max_length=REASON_MAX_LENGTH),
+        created_at=created_at,
+        updated_at=created_at,
+        coupon_settled_at=created_at,  # no coupon is ever due for history
+        import_key=import_key,
+    )

@@ -7,7 +7,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from surveys import imports
+from surveys.imports import customers as imports
 from surveys.touchpoints.selectors import touchpoint_for_slug
 
 BAR_WIDTH = 30

@@ -4,8 +4,8 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from surveys import history
-from surveys.imports import ImportFileError
+from surveys.imports import history
+from surveys.imports.reader import ImportFileError
 from surveys.touchpoints.selectors import touchpoint_for_slug
 
 

@@ -17,11 +17,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from .core import validation
-from .customers import services as customers
-from .dashboard import services as dashboard
-from .imports import _NOT_UTF8, ImportFileError, UnreadableLine, _open_text, rows_in_chunks
-from .models import REASON_MAX_LENGTH, Category, Invitation, Response, StatsWatermark, Touchpoint
+from surveys.core import validation
+from surveys.customers import services as customers
+from surveys.dashboard import services as dashboard
+from surveys.models import REASON_MAX_LENGTH, Response, StatsWatermark, Touchpoint
+from surveys.responses import services as responses
+
+from .reader import NOT_UTF8, ImportFileError, UnreadableLine, header_cells, open_text, rows_in_chunks
 
 # Header names seen in exports, lower-cased, mapped to what they mean here.
 COLUMN_ALIASES = {
@@ -96,16 +98,8 @@ def responses_import(
     *, binary, touchpoint: Touchpoint | None, dry_run: bool = False, on_error=None
 ) -> HistorySummary:
     summary = HistorySummary(dry_run=dry_run)
-    text = _open_text(binary)
-    header_line = text.readline()
-    if _NOT_UTF8.search(header_line):
-        raise ImportFileError("line 1: the file is not UTF-8 text (save it as UTF-8 and import again)")
-    if "\x00" in header_line:
-        raise ImportFileError("line 1: the header contains a NUL character")
-    if not header_line.strip():
-        raise ImportFileError("line 1: the file is empty; the first line must be a header such as email,score,comment,created_at")
-    delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
-    raw_header = next(csv.reader([header_line], delimiter=delimiter))
+    text = open_text(binary)
+    raw_header, delimiter = header_cells(text, example="email,score,comment,created_at")
     header = [COLUMN_ALIASES.get(column.strip().lower(), column.strip()) for column in raw_header]
     missing = [column for column in REQUIRED if column not in header]
     if missing:
@@ -148,7 +142,7 @@ def _import_row(line, values, header, touchpoint, touchpoints, summary, fail) ->
     if not any(value.strip() for value in values):
         return
     summary.rows += 1
-    if any(_NOT_UTF8.search(value) for value in values):
+    if any(NOT_UTF8.search(value) for value in values):
         # Bytes that are not UTF-8 (a Latin-1 export) cannot be stored; the row is reported, not guessed at.
         fail(line, "not UTF-8 text (save the file as UTF-8 and import again)")
         return
@@ -207,30 +201,9 @@ def _import_row(line, values, header, touchpoint, touchpoints, summary, fail) ->
     try:
         with transaction.atomic():
             customer = customers.customer_upsert(email=email, name=name)
-            invitation = Invitation.objects.create(
-                customer=customer,
-                touchpoint=row_touchpoint,
-                status=Invitation.Status.SENT,
-                source=Invitation.Source.HISTORY,
-                created_at=moment,
-                send_after=moment,
-                sent_at=moment,
-                answered_at=moment,
-                expires_at=moment + timedelta(days=row_touchpoint.expiry_days),
-                properties=properties,
-            )
-            Response.objects.create(
-                invitation=invitation,
-                touchpoint=row_touchpoint,
-                customer=customer,
-                score=score,
-                category=Category.for_score(score),
-                reason=comment,
-                created_at=moment,
-                updated_at=moment,
-                # History sets nothing in motion: no coupon is ever due for it.
-                coupon_settled_at=moment,
-                import_key=import_key,
+            responses.response_import(
+                customer=customer, touchpoint=row_touchpoint, score=score, reason=comment, created_at=moment,
+                import_key=import_key, properties=properties,
             )
     except customers.CustomerConflict as exc:
         fail(line, str(exc))
