@@ -8,7 +8,7 @@ request used before:
 - survey GET:  GET /s/<token>/ (the form; marks the invitation opened)
 - survey POST: POST /s/<token>/ with a score and a reason (no cookie, rate
   limited, the answer recorded by `services.response_submit`, its follow-ups
-  handed to Redis on commit, surveys/follow_ups.py); a 302 to the thank-you page is success
+  handed to Redis on commit, surveys/core/dispatch.py); a 302 to the thank-you page is success
 - *read*:  look up one invitation by its token, return a tiny page
 - *write*: that lookup plus one INSERT in a transaction
 

@@ -286,7 +286,7 @@ def profile_one_batch(size: int) -> None:
     def own(function: str) -> float:
         return sum(entry[2] for (path, _, name), entry in stats.stats.items() if name == function)
 
-    total = cumulative("surveys/services.py", "invitations_send_batch")
+    total = cumulative("surveys/invitations/services.py", "invitations_send_batch")
     render = cumulative("surveys/mail/messages.py", "invitation_messages")
     mime = sum(
         cumulative(path, function)
