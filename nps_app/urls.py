@@ -4,7 +4,9 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from surveys import api, api_delighted, views, views_cases, views_dashboard
+from surveys import views, views_cases, views_dashboard
+from surveys.api import v1 as api
+from surveys.api.delighted import views as api_delighted
 
 admin.site.site_header = "Loyal Promoters"
 admin.site.site_title = "Loyal Promoters admin"

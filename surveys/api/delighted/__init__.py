@@ -1,0 +1,1 @@
+"""The Delighted-compatible API under /v1/ (see views.py)."""
