@@ -93,7 +93,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "surveys.middleware.ClientAddressMiddleware",
+    "surveys.web.middleware.ClientAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -103,8 +103,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
-    "surveys.middleware.PrivateCacheMiddleware",
-    "surveys.middleware.DatabaseUnavailableMiddleware",
+    "surveys.web.middleware.PrivateCacheMiddleware",
+    "surveys.web.middleware.DatabaseUnavailableMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into a 429 page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -128,7 +128,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "surveys.context_processors.branding",
+                "surveys.web.context_processors.branding",
             ],
         },
     },
@@ -335,7 +335,7 @@ for _name in ("NPS_RATE_SURVEY_PER_TOKEN", "NPS_RATE_SURVEY_PER_IP", "NPS_RATE_A
 
 # How many reverse proxies (a TLS terminator, a load balancer) stand in front of the app and
 # append to X-Forwarded-For. 0: the connection's address is the client's. The client address
-# is resolved once per request (surveys.middleware.ClientAddressMiddleware) and used by the rate
+# is resolved once per request (surveys.web.middleware.ClientAddressMiddleware) and used by the rate
 # limits, the login lockout and referral visits.
 NPS_TRUSTED_PROXIES = env_int("NPS_TRUSTED_PROXIES", 0)
 if NPS_TRUSTED_PROXIES < 0:

@@ -4,9 +4,11 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from surveys import views, views_cases, views_dashboard
 from surveys.api import v1 as api
 from surveys.api.delighted import views as api_delighted
+from surveys.web import cases as views_cases
+from surveys.web import dashboard as views_dashboard
+from surveys.web import survey as views
 
 admin.site.site_header = "Loyal Promoters"
 admin.site.site_title = "Loyal Promoters admin"
@@ -46,5 +48,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-handler404 = "surveys.views.page_not_found"
-handler500 = "surveys.views.server_error"
+handler404 = "surveys.web.survey.page_not_found"
+handler500 = "surveys.web.survey.server_error"

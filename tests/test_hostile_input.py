@@ -30,7 +30,7 @@ from surveys import services
 from surveys.imports import customers as imports
 from surveys.imports import reader as csv_reader
 from surveys.models import Customer, FollowUpCase, Invitation, Response, Touchpoint
-from surveys.views_dashboard import _FORMULA_STARTS
+from surveys.web.dashboard import _FORMULA_STARTS
 
 from .factories import CustomerFactory, InvitationFactory, ResponseFactory, TouchpointFactory
 

@@ -656,7 +656,7 @@ def test_an_answer_queues_no_webhook_when_no_endpoint_is_active(client, invitati
 
 def test_two_customers_wordings_never_mix_in_the_forms_fields(touchpoint):
     """The survey form's fields are copied shallowly per form (forms._CopiedShallowly): labels stay each form's own."""
-    from surveys.forms import SurveyResponseForm
+    from surveys.web.forms import SurveyResponseForm
 
     first = SurveyResponseForm({"score": "3"}, question="First question?", reason_prompt="First why?")
     second = SurveyResponseForm({"score": "12"}, question="Second question?", reason_prompt="Second why?")

@@ -10,7 +10,6 @@ from django.shortcuts import render
 from django.urls import path
 
 from surveys.customers import services as customers
-from surveys.forms import CustomerAdminForm, CustomerImportForm, SendSurveyForm
 from surveys.imports import customers as imports
 from surveys.invitations import services as invitations
 from surveys.models import (
@@ -20,6 +19,7 @@ from surveys.models import (
 )
 from surveys.privacy import services as privacy
 from surveys.privacy.selectors import customer_export
+from surveys.web.forms import CustomerAdminForm, CustomerImportForm, SendSurveyForm
 
 
 class ReadOnlyInline(admin.TabularInline):

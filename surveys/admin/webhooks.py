@@ -3,11 +3,11 @@
 
 from django.contrib import admin, messages
 
-from surveys.forms import WebhookEndpointForm
 from surveys.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from surveys.web.forms import WebhookEndpointForm
 from surveys.webhooks import services as webhooks
 
 

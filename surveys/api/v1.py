@@ -15,13 +15,13 @@ from django.views.decorators.csrf import csrf_exempt
 from surveys.access import ratelimits
 from surveys.access import services as access
 from surveys.customers import services as customers
-from surveys.forms import InvitationRequestForm, ReferralConversionForm
 from surveys.invitations import services as invitations
 from surveys.mail import messages as emails
 from surveys.models import ApiKey, ApiScope
 from surveys.promoters import services as promoters
 from surveys.promoters.selectors import referral_link_for_code
 from surveys.touchpoints.selectors import touchpoint_for_slug
+from surveys.web.forms import InvitationRequestForm, ReferralConversionForm
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY_LENGTH = 255

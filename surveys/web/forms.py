@@ -10,8 +10,10 @@ from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
-from .core import validation
-from .models import REASON_MAX_LENGTH, Category, Touchpoint
+from surveys.core import validation
+from surveys.customers.services import customers_with_email
+from surveys.models import REASON_MAX_LENGTH, Category, Customer, FollowUpCase, Touchpoint, WebhookEndpoint
+from surveys.webhooks.services import webhook_url_check
 
 SCORE_CHOICES = [(score, str(score)) for score in range(11)]
 
@@ -182,8 +184,6 @@ class CaseStatusForm(forms.Form):
     status = forms.ChoiceField(choices=[])
 
     def __init__(self, *args, **kwargs):
-        from .models import FollowUpCase
-
         super().__init__(*args, **kwargs)
         self.fields["status"].choices = FollowUpCase.Status.choices
 
@@ -264,14 +264,10 @@ class CustomerAdminForm(forms.ModelForm):
     locale = LocaleField()
 
     class Meta:
-        from .models import Customer
-
         model = Customer
         fields = ["email", "name", "phone", "external_id", "locale"]
 
     def clean_email(self):
-        from .customers.services import customers_with_email
-
         email = self.cleaned_data["email"]
         if customers_with_email(email).exclude(pk=self.instance.pk).exists():
             raise ValidationError("Another customer has this address (addresses are compared in any spelling).")
@@ -288,20 +284,14 @@ class WebhookEndpointForm(forms.ModelForm):
     )
 
     class Meta:
-        from .models import WebhookEndpoint
-
         model = WebhookEndpoint
         fields = ["name", "url", "events", "secret", "is_active"]
 
     def __init__(self, *args, **kwargs):
-        from .models import WebhookEndpoint
-
         super().__init__(*args, **kwargs)
         self.fields["events"].choices = WebhookEndpoint.Event.choices
 
     def clean_url(self):
-        from .webhooks.services import webhook_url_check
-
         url = self.cleaned_data["url"]
         webhook_url_check(url)
         return url

@@ -8,10 +8,10 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from .dashboard import selectors as selectors_dashboard
-from .forms import DashboardFilterForm
-from .models import Category, Touchpoint
-from .touchpoints.selectors import touchpoint_for_slug
+from surveys.dashboard import selectors as selectors_dashboard
+from surveys.models import Category, Touchpoint
+from surveys.touchpoints.selectors import touchpoint_for_slug
+from surveys.web.forms import DashboardFilterForm
 
 EXPORT_HEADER = ["created_at", "touchpoint", "customer_email", "customer_name", "external_id", "score", "category", "reason"]
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -13,7 +13,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
-from .core import client_address
+from surveys.core import client_address
 
 logger = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 30

@@ -12,9 +12,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from .followups import selectors as cases
-from .followups import services as followups
-from .forms import CaseAssignForm, CaseNoteForm, CaseStatusForm
+from surveys.followups import selectors as cases
+from surveys.followups import services as followups
+from surveys.web.forms import CaseAssignForm, CaseNoteForm, CaseStatusForm
 
 
 @login_required

@@ -16,19 +16,19 @@ from django.utils import translation
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from .access import ratelimits
-from .core.client_address import client_address
-from .customers import services as customers
-from .customers.selectors import customer_for_unsubscribe_token
-from .forms import SCORE_CHOICES, SurveyResponseForm
-from .mail import messages as emails
-from .models import Category
-from .promoters import services as promoters
-from .promoters.selectors import promoter_coupon_expected, referral_link_for_code, referral_link_for_customer
-from .responses import services as responses
-from .responses.selectors import response_for_invitation
-from .responses.sql import invitation_for_token
-from .touchpoints.selectors import customer_language, touchpoint_wording
+from surveys.access import ratelimits
+from surveys.core.client_address import client_address
+from surveys.customers import services as customers
+from surveys.customers.selectors import customer_for_unsubscribe_token
+from surveys.mail import messages as emails
+from surveys.models import Category
+from surveys.promoters import services as promoters
+from surveys.promoters.selectors import promoter_coupon_expected, referral_link_for_code, referral_link_for_customer
+from surveys.responses import services as responses
+from surveys.responses.selectors import response_for_invitation
+from surveys.responses.sql import invitation_for_token
+from surveys.touchpoints.selectors import customer_language, touchpoint_wording
+from surveys.web.forms import SCORE_CHOICES, SurveyResponseForm
 
 
 def home(request: HttpRequest) -> HttpResponse:
