@@ -26,6 +26,12 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+# The rule of NPS, in one place: promoters answer 9–10, passives 7–8, detractors 0–6.
+PROMOTER_SCORES = range(9, 11)
+PASSIVE_SCORES = range(7, 9)
+DETRACTOR_SCORES = range(0, 7)
+
+
 class Category(models.TextChoices):
     PROMOTER = "promoter", "Promoter"
     PASSIVE = "passive", "Passive"
@@ -33,9 +39,9 @@ class Category(models.TextChoices):
 
     @classmethod
     def for_score(cls, score: int) -> "Category":
-        if score >= 9:
+        if score >= PROMOTER_SCORES.start:
             return cls.PROMOTER
-        if score >= 7:
+        if score >= PASSIVE_SCORES.start:
             return cls.PASSIVE
         return cls.DETRACTOR
 
@@ -250,9 +256,9 @@ class Response(models.Model):
             models.CheckConstraint(condition=Q(score__gte=0, score__lte=10), name="response_score_0_to_10"),
             models.CheckConstraint(
                 condition=(
-                    Q(score__gte=9, category="promoter")
-                    | Q(score__gte=7, score__lte=8, category="passive")
-                    | Q(score__lte=6, category="detractor")
+                    Q(score__gte=PROMOTER_SCORES.start, category="promoter")
+                    | Q(score__gte=PASSIVE_SCORES.start, score__lte=PASSIVE_SCORES.stop - 1, category="passive")
+                    | Q(score__lte=DETRACTOR_SCORES.stop - 1, category="detractor")
                 ),
                 name="response_category_matches_score",
             ),

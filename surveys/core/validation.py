@@ -119,6 +119,21 @@ def clean_email(value, *, label: str = "email", required: bool = True) -> str:
     return address
 
 
+def clean_score(value, *, label: str = "The score") -> int:
+    """A score: a whole number from 0 to 10 (an int, not a bool, a float or its text)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
+        raise ValidationError(f"{label} must be a whole number from 0 to 10.", code="invalid")
+    return value
+
+
+def score_from_text(text: str, *, label: str = "The score") -> int:
+    """A score written as text (a CSV cell): its ASCII digits, then `clean_score`."""
+    text = (text or "").strip()
+    if not (text.isascii() and text.isdigit()):
+        raise ValidationError(f"{label} must be a whole number from 0 to 10.", code="invalid")
+    return clean_score(int(text), label=label)
+
+
 def is_token(value) -> bool:
     """Whether `value` could be a survey or unsubscribe token we issued."""
     return isinstance(value, str) and bool(_TOKEN.fullmatch(value))

@@ -24,7 +24,10 @@ from django.db.models.functions import TruncDate, TruncMonth, TruncWeek
 from django.utils import timezone
 
 from surveys.models import (
+    DETRACTOR_SCORES,
     FOLLOW_UP_FIELDS,
+    PASSIVE_SCORES,
+    PROMOTER_SCORES,
     SCORE_FIELDS,
     Category,
     Coupon,
@@ -111,15 +114,15 @@ class Counts:
 
     @property
     def promoters(self) -> int:
-        return self.scores[9] + self.scores[10]
+        return sum(self.scores[score] for score in PROMOTER_SCORES)
 
     @property
     def passives(self) -> int:
-        return self.scores[7] + self.scores[8]
+        return sum(self.scores[score] for score in PASSIVE_SCORES)
 
     @property
     def detractors(self) -> int:
-        return sum(self.scores[:7])
+        return sum(self.scores[score] for score in DETRACTOR_SCORES)
 
     @property
     def response_rate(self) -> float | None:

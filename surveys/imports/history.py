@@ -157,10 +157,8 @@ def _import_row(line, values, header, touchpoint, touchpoints, summary, fail) ->
         fail(line, f"invalid email {email!r}")
         return
     try:
-        score = int(row.get("score", ""))
-        if not 0 <= score <= 10:
-            raise ValueError
-    except ValueError:
+        score = validation.score_from_text(row.get("score", ""))
+    except ValidationError:
         fail(line, f"score must be a whole number from 0 to 10, not {row.get('score', '')!r}")
         return
     moment = _parse_moment(row.get("created_at", ""))

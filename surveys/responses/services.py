@@ -6,12 +6,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from surveys.core import db, dispatch, validation
 from surveys.dashboard.services import stats_mark_dirty
+from surveys.followups import rules as followup_rules
 from surveys.models import (
     REASON_MAX_LENGTH,
     Category,
@@ -50,8 +50,7 @@ def invitation_open(*, token: str) -> Invitation | None:
 
 def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> Response:
     """Record the customer's answer and what it sets in motion. The first answer stands."""
-    if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
-        raise ValidationError("The score must be a whole number from 0 to 10.")
+    score = validation.clean_score(score)
     reason = validation.clean_text(reason, label="The reason", max_length=REASON_MAX_LENGTH)
     if invitation.is_closed:
         raise InvitationClosed()
@@ -78,13 +77,13 @@ def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> 
     if response.category == Category.PROMOTER:
         # The customer's share link, made by their first promoter answer; the thank-you page shows it.
         answer.link = ReferralLink(customer_id=response.customer_id, touchpoint=touchpoint, response=response)
-    elif response.category == Category.DETRACTOR or touchpoint.open_cases_for_passives:
+    elif followup_rules.opens_case(category=response.category, touchpoint=touchpoint):
         answer.case = FollowUpCase(
             response=response,
             customer_id=response.customer_id,
             touchpoint=touchpoint,
             opened_at=now,
-            due_at=now + timedelta(hours=touchpoint.case_due_hours),
+            due_at=followup_rules.case_due_at(touchpoint=touchpoint, opened_at=now),
         )
     # One query for both events an answer can raise, skipped when the survey's lookup found no endpoint at all.
     endpoints = webhooks.endpoints_by_event() if getattr(invitation, "webhooks_listening", True) else {}
@@ -129,7 +128,7 @@ class _Answer:
 
     @property
     def wins_back(self) -> bool:
-        return self.response.score >= 7
+        return followup_rules.wins_back(score=self.response.score)
 
     def write_in_one_statement(self, connection) -> None:
         """All of it in one statement of data-modifying WITH clauses (PostgreSQL): one round trip,
@@ -227,8 +226,7 @@ def response_update(
     now = timezone.now()
     changes = {"updated_at": now}
     if score is not None:
-        if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
-            raise ValidationError("The score must be a whole number from 0 to 10.")
+        score = validation.clean_score(score)
         changes.update(score=score, category=Category.for_score(score))
     if reason is not None:
         changes["reason"] = validation.clean_text(reason, label="The comment", max_length=REASON_MAX_LENGTH)
@@ -246,7 +244,7 @@ def response_update(
 
 def _response_recategorised(*, response: Response, now) -> None:
     touchpoint = response.touchpoint
-    if response.score >= 7:
+    if followup_rules.wins_back(score=response.score):
         # As for a new answer: the cases opened before this answer was given (not later ones, nor its own).
         FollowUpCase.objects.filter(
             customer_id=response.customer_id, won_back_at__isnull=True, opened_at__lt=response.created_at
@@ -255,7 +253,7 @@ def _response_recategorised(*, response: Response, now) -> None:
         referral_link_ensure(customer_id=response.customer_id, touchpoint=touchpoint, response=response)
         if response.coupon_settled_at is None:
             dispatch.follow_up_on_commit("promoter_reward_task", response.pk)
-    elif (response.category == Category.DETRACTOR or touchpoint.open_cases_for_passives) and not (
+    elif followup_rules.opens_case(category=response.category, touchpoint=touchpoint) and not (
         FollowUpCase.objects.filter(response=response).exists()
     ):
         case = FollowUpCase.objects.create(
@@ -263,7 +261,7 @@ def _response_recategorised(*, response: Response, now) -> None:
             customer_id=response.customer_id,
             touchpoint=touchpoint,
             opened_at=now,
-            due_at=now + timedelta(hours=touchpoint.case_due_hours),
+            due_at=followup_rules.case_due_at(touchpoint=touchpoint, opened_at=now),
         )
         endpoints = webhooks.endpoints_by_event()
         _response_events(response=response, case=case, endpoints={"case.opened": endpoints.get("case.opened", [])})
@@ -276,8 +274,7 @@ def response_import(
 ) -> Response:
     """An answer from imported history, at its own time: it sets nothing in motion (no coupon, case, alert,
     webhook or email), and its import key makes a second import of the same row add nothing."""
-    if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
-        raise ValidationError("The score must be a whole number from 0 to 10.")
+    score = validation.clean_score(score)
     invitation = Invitation.objects.create(
         customer=customer,
         touchpoint=touchpoint,
