@@ -624,3 +624,23 @@ def test_last_sent_at_counts_for_the_cooldown(client, auth, touchpoint):
     assert not Invitation.objects.filter(customer__email="sent.elsewhere@example.com").exists()
     listed = client.get("/v1/people.json", {"email": "sent.elsewhere@example.com"}, **auth).json()
     assert listed[0]["last_sent_at"] == week_ago
+
+
+def test_without_a_marked_default_the_only_touchpoint_is_used_and_with_several_one_must_be_named(
+    client, api_key, touchpoint
+):
+    from surveys.models import Invitation, Touchpoint
+
+    auth = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(f"{api_key}:".encode()).decode()}
+    Touchpoint.objects.update(is_api_default=False)
+    only = Touchpoint.objects.get()
+
+    first = client.post("/v1/people.json", {"email": "ann@example.com"}, **auth)
+    TouchpointFactory(name="In store", slug="store")
+    second = client.post("/v1/people.json", {"email": "bob@example.com"}, **auth)
+
+    assert first.status_code == 200
+    assert Invitation.objects.get(customer__email="ann@example.com").touchpoint == only
+    assert second.status_code == 422
+    assert "properties[touchpoint]" in second.json()["message"]
+    assert not Invitation.objects.filter(customer__email="bob@example.com").exists()

@@ -329,9 +329,18 @@ def test_an_unknown_touchpoint_is_a_command_error(touchpoint, csv_file):
     assert not Response.objects.exists()
 
 
-def test_no_touchpoint_and_no_default_is_a_command_error(touchpoint, csv_file):
+def test_with_several_touchpoints_and_no_default_the_command_asks_which(touchpoint, csv_file):
+    TouchpointFactory(slug="store")
+
     with pytest.raises(CommandError, match="--touchpoint"):
         run(csv_file(PLAIN))
+    assert not Response.objects.exists()
+
+
+def test_with_one_touchpoint_and_no_default_the_history_is_about_that_one(touchpoint, csv_file):
+    run(csv_file(PLAIN))
+
+    assert set(Response.objects.values_list("touchpoint", flat=True)) == {touchpoint.pk}
 
 
 def test_a_missing_file_is_a_command_error(touchpoint, tmp_path):

@@ -22,6 +22,7 @@ from surveys.customers import services as customers
 from surveys.dashboard import services as dashboard
 from surveys.models import REASON_MAX_LENGTH, Response, StatsWatermark, Touchpoint
 from surveys.responses import services as responses
+from surveys.touchpoints.selectors import default_touchpoint
 
 from .reader import NOT_UTF8, ImportFileError, UnreadableLine, header_cells, open_text, rows_in_chunks
 
@@ -105,7 +106,7 @@ def responses_import(
     if missing:
         raise ImportFileError(f"line 1: missing column(s) {', '.join(missing)} (e.g. email,score,comment,created_at)")
     if touchpoint is None and "touchpoint" not in header:
-        touchpoint = Touchpoint.objects.filter(is_api_default=True).first()
+        touchpoint = default_touchpoint()
         if touchpoint is None:
             raise ImportFileError("choose a touchpoint with --touchpoint SLUG (or add a touchpoint column)")
     touchpoints = {tp.slug: tp for tp in Touchpoint.objects.all()}

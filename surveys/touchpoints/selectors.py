@@ -14,6 +14,17 @@ from surveys.models import (
 )
 
 
+def default_touchpoint() -> Touchpoint | None:
+    """What an answer or a survey that names no touchpoint is about (the Delighted API, a history file
+    without a touchpoint column): the one marked "default for the Delighted-compatible API", or the only
+    touchpoint there is. With several and none marked: None, and the caller asks for one to be named."""
+    marked = Touchpoint.objects.filter(is_api_default=True).first()
+    if marked is not None:
+        return marked
+    only = list(Touchpoint.objects.order_by("pk")[:2])
+    return only[0] if len(only) == 1 else None
+
+
 def touchpoint_for_slug(*, slug: str) -> Touchpoint | None:
     return Touchpoint.objects.filter(slug=slug).first()
 

@@ -28,15 +28,22 @@ from surveys.invitations import services as invitations
 from surveys.models import Customer, Invitation, Response, Touchpoint
 from surveys.privacy import services as privacy
 from surveys.responses import services as responses
-from surveys.touchpoints.selectors import touchpoint_for_slug
+from surveys.touchpoints.selectors import default_touchpoint, touchpoint_for_slug
 
 # --- People ----------------------------------------------------------------------
 
 
 def _default_touchpoint() -> Touchpoint:
-    touchpoint = Touchpoint.objects.filter(is_api_default=True).first() or Touchpoint.objects.order_by("pk").first()
+    touchpoint = default_touchpoint()
     if touchpoint is None:
-        raise endpoint.ApiError(422, "No touchpoint exists yet: create one in the admin first.", ["touchpoint is missing"])
+        if not Touchpoint.objects.exists():
+            raise endpoint.ApiError(422, "No touchpoint exists yet: create one in the admin first.", ["touchpoint is missing"])
+        raise endpoint.ApiError(
+            422,
+            "Name the touchpoint in properties[touchpoint], or mark one as the default for the Delighted-compatible "
+            "API in the admin.",
+            ["touchpoint is missing"],
+        )
     return touchpoint
 
 
