@@ -144,8 +144,6 @@ def invitations_send_batch(*, invitation_ids: list[int]) -> BatchOutcome:
     its own. Raises `SendFailed` (with `.remaining`, the ids not yet done)
     when the SMTP server fails, so the caller retries just those.
     """
-    from django.core.mail import get_connection
-
     now = timezone.now()
     with transaction.atomic():
         mine = list(
@@ -167,42 +165,34 @@ def invitations_send_batch(*, invitation_ids: list[int]) -> BatchOutcome:
     # All the batch's emails at once: the templates are rendered once per language, not once per customer.
     wanted = [invitation for invitation in claimed if _invitation_cancel_reason(invitation, now, suppressed) is None]
     messages = dict(zip((invitation.pk for invitation in wanted), emails.invitation_messages(wanted)))
-    connection = None
-    try:
-        for index, invitation in enumerate(claimed):
-            if not send_quota_take():
-                deferred = [item.pk for item in claimed[index:]]
-                Invitation.objects.filter(pk__in=deferred, status=Invitation.Status.SENDING).update(
-                    status=Invitation.Status.PENDING
-                )
-                return BatchOutcome(results=results, deferred=deferred)
-            if connection is None:
-                connection = get_connection()
-            try:
-                outcome = _invitation_deliver(
-                    invitation, now=now, connection=connection, message=messages.get(invitation.pk),
-                    suppressed=suppressed,
-                )
-            except SendFailed as exc:
-                exc.remaining = [item.pk for item in claimed[index:]]
-                # The rest were not tried; they keep the reason, shown in admin if they finally fail.
-                Invitation.objects.filter(pk__in=exc.remaining, status=Invitation.Status.SENDING).update(
-                    status=Invitation.Status.PENDING,
-                    last_error=f"The SMTP server failed before this one was tried: {exc}"[:2000],
-                )
-                raise
-            results[outcome] = results.get(outcome, 0) + 1
-    finally:
-        if connection is not None:
-            try:
-                connection.close()
-            except Exception:  # noqa: BLE001 - a dead connection cannot be closed politely
-                pass
-    return BatchOutcome(results=results, deferred=[])
+    by_id = {invitation.pk: invitation for invitation in claimed}
+
+    def send_one(*, invitation_id: int, connection) -> str:
+        return _invitation_deliver(
+            by_id[invitation_id], now=now, connection=connection, message=messages.get(invitation_id),
+            suppressed=suppressed,
+        )
+
+    def put_back(ids: list[int], error: str = "") -> None:
+        # Not tried: back to the queue, with the reason shown in admin should they finally fail.
+        changes = {"status": Invitation.Status.PENDING, **({"last_error": error[:2000]} if error else {})}
+        Invitation.objects.filter(pk__in=ids, status=Invitation.Status.SENDING).update(**changes)
+
+    outcome = _send_batch(
+        list(by_id), send_one, on_deferred=put_back,
+        on_failed=lambda ids, exc: put_back(ids, f"The SMTP server failed before this one was tried: {exc}"),
+    )
+    return BatchOutcome(results={**results, **outcome.results}, deferred=outcome.deferred)
 
 
-def _send_batch(invitation_ids: list[int], send_one) -> BatchOutcome:
-    """Run `send_one(invitation_id=…, connection=…)` for each id over one SMTP connection, within the rate cap."""
+def _send_batch(invitation_ids: list[int], send_one, *, on_deferred=None, on_failed=None) -> BatchOutcome:
+    """The one sending loop, for invitations and reminders alike: `send_one(invitation_id=…, connection=…)`
+    for each id over one SMTP connection, within the send rate cap.
+
+    Where the cap is spent, the rest is deferred (`on_deferred(ids)`, then returned to be sent next minute);
+    where the SMTP server fails, `on_failed(ids, exc)` hears of those not done and `SendFailed` is raised with
+    them in `.remaining`, for the caller to retry.
+    """
     from django.core.mail import get_connection
 
     results: dict[str, int] = {}
@@ -210,7 +200,10 @@ def _send_batch(invitation_ids: list[int], send_one) -> BatchOutcome:
     try:
         for index, invitation_id in enumerate(invitation_ids):
             if not send_quota_take():
-                return BatchOutcome(results=results, deferred=list(invitation_ids[index:]))
+                deferred = list(invitation_ids[index:])
+                if on_deferred is not None:
+                    on_deferred(deferred)
+                return BatchOutcome(results=results, deferred=deferred)
             if connection is None:
                 # Opened by send_one, so a refused connection is recorded and retried like a failed send.
                 connection = get_connection()
@@ -218,6 +211,9 @@ def _send_batch(invitation_ids: list[int], send_one) -> BatchOutcome:
                 outcome = send_one(invitation_id=invitation_id, connection=connection)
             except SendFailed as exc:
                 exc.remaining = list(invitation_ids[index:])
+                if on_failed is not None:
+                    # The one that failed recorded its own error; the others were not tried.
+                    on_failed(exc.remaining[1:], exc)
                 raise
             results[outcome] = results.get(outcome, 0) + 1
     finally:
