@@ -14,6 +14,17 @@ from .factories import CustomerFactory, InvitationFactory, TouchpointFactory
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+def require_postgresql() -> None:
+    """For a test of what only PostgreSQL does: a skip on SQLite, with the reason; a failure in CI."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        message = "needs PostgreSQL (set DATABASE_URL=postgres://...)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 @pytest.fixture
 def touchpoint(db):
     return TouchpointFactory(name="Home delivery", slug="delivery")
@@ -58,6 +69,65 @@ class RecordingHandler:
                 return "451 Requested action aborted: local error in processing"
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
         return "250 Message accepted for delivery"
+
+
+class ConnectionCountingHandler(RecordingHandler):
+    """A RecordingHandler that also tells which SMTP connection each message came over.
+
+    `refuse` holds addresses refused at RCPT (550, a bounce); `defer_once` holds
+    addresses whose next DATA is answered 451 (a passing server error).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.greetings = []  # the client's (host, port) for each EHLO/HELO: one per SMTP session
+        self.message_peers = []  # the connection each accepted message came over
+        self.refuse = set()
+        self.defer_once = set()
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        with self.lock:
+            self.greetings.append(session.peer)
+        return responses
+
+    async def handle_HELO(self, server, session, envelope, hostname):
+        session.host_name = hostname
+        with self.lock:
+            self.greetings.append(session.peer)
+        return f"250 {server.hostname}"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            deferred = self.defer_once.intersection(envelope.rcpt_tos)
+            self.defer_once -= deferred
+        if deferred:
+            return "451 4.3.0 Try again later"
+        status = await super().handle_DATA(server, session, envelope)
+        if status.startswith("250"):
+            with self.lock:
+                self.message_peers.append(session.peer)
+        return status
+
+    @property
+    def connections(self) -> int:
+        return len(set(self.greetings))
+
+    @property
+    def recipients(self) -> list[str]:
+        return [rcpt for _, rcpts, _ in self.messages for rcpt in rcpts]
+
+    def reset(self) -> None:
+        with self.lock:
+            self.messages.clear()
+            self.greetings.clear()
+            self.message_peers.clear()
 
 
 def _free_port() -> int:

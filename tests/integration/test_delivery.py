@@ -18,7 +18,7 @@ from django.utils import timezone
 from surveys import services
 from surveys.models import Invitation
 from surveys.tasks import reminders_send_batch_task
-from tests.conftest import RecordingHandler, _free_port
+from tests.conftest import ConnectionCountingHandler, _free_port
 from tests.factories import CustomerFactory, TouchpointFactory
 from tests.integration.conftest import WorkerSmtp
 
@@ -27,31 +27,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, s
 
 BATCH_SIZE = 50
 BATCH_TASK_RECEIVED = re.compile(r"Task surveys\.tasks\.invitations_send_batch_task\[([0-9a-f-]{36})\] received")
-
-
-class ConnectionCountingHandler(RecordingHandler):
-    """Keeps every message, and counts the SMTP sessions that greeted it: one per client connection."""
-
-    def __init__(self):
-        super().__init__()
-        self.connections = 0
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        session.host_name = hostname
-        with self.lock:
-            self.connections += 1
-        return responses
-
-    async def handle_HELO(self, server, session, envelope, hostname):
-        session.host_name = hostname
-        with self.lock:
-            self.connections += 1
-        return f"250 {server.hostname}"
-
-    def reset(self) -> None:
-        with self.lock:
-            self.messages.clear()
-            self.connections = 0
 
 
 @pytest.fixture(scope="module")
