@@ -4,16 +4,15 @@ Authentication is `Authorization: Bearer <key>`. Every error answers
 `{"error": "<code>", "detail": "<text for a person>"}`.
 """
 
-import json
 
-from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from surveys.access import ratelimits
 from surveys.access import services as access
+from surveys.api import common
 from surveys.customers import services as customers
 from surveys.invitations import services as invitations
 from surveys.mail import messages as emails
@@ -23,7 +22,6 @@ from surveys.promoters.selectors import referral_link_for_code
 from surveys.touchpoints.selectors import touchpoint_for_slug
 from surveys.web.forms import InvitationRequestForm, ReferralConversionForm
 
-MAX_BODY_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 
@@ -34,15 +32,17 @@ def api_error(status: int, code: str, detail: str, **extra) -> JsonResponse:
     return response
 
 
-def _forbidden(scope: str) -> JsonResponse:
-    return api_error(403, "forbidden", f"This API key may not do this: it needs the {scope!r} scope.")
+def _refused(refusal: common.Refusal) -> JsonResponse:
+    response = api_error(refusal.status, refusal.code, refusal.message)
+    for name, value in refusal.headers.items():
+        response[name] = value
+    return response
 
 
-def _authenticate(request: HttpRequest) -> ApiKey | None:
-    scheme, _, raw_key = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return access.api_key_authenticate(raw_key=raw_key.strip())
+def _admit(request: HttpRequest, scope: str) -> ApiKey:
+    return common.admit(
+        request, raw_key=common.bearer_key(request), scope=scope, how="as 'Authorization: Bearer <key>'"
+    )
 
 
 def _parse_json_object(request: HttpRequest) -> tuple[dict | None, JsonResponse | None]:
@@ -50,20 +50,11 @@ def _parse_json_object(request: HttpRequest) -> tuple[dict | None, JsonResponse 
     if content_type not in ("application/json", "") and not content_type.endswith("+json"):
         return None, api_error(415, "unsupported_media_type", "Send the body as JSON (Content-Type: application/json).")
     try:
-        body = request.body
-    except RequestDataTooBig:
-        body = b"x" * (MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        return None, api_error(413, "body_too_large", f"The body must be at most {MAX_BODY_BYTES} bytes.")
-    try:
-        data = json.loads(request.body.decode("utf-8"))
-        # A "\ud800" escape decodes to a lone surrogate, which no database column can store.
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except (UnicodeError, ValueError, RecursionError):  # RecursionError: nesting thousands deep
-        return None, api_error(400, "malformed_json", "The body is not valid UTF-8 JSON.")
-    if not isinstance(data, dict):
-        return None, api_error(400, "malformed_json", "The body must be a JSON object.")
-    return data, None
+        return common.json_object(common.body_bytes(request)), None
+    except common.Refusal as refusal:
+        return None, _refused(refusal)
+    except ValueError as exc:
+        return None, api_error(400, "malformed_json", str(exc))
 
 
 @csrf_exempt
@@ -72,13 +63,10 @@ def invitations_create(request: HttpRequest) -> JsonResponse:
         response = api_error(405, "method_not_allowed", "Use POST to create an invitation.")
         response["Allow"] = "POST"
         return response
-    api_key = _authenticate(request)
-    if api_key is None:
-        return api_error(401, "unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'.")
-    if not api_key.allows(ApiScope.INVITATIONS):
-        return _forbidden(ApiScope.INVITATIONS)
-    if ratelimits.api_key_limited(request, api_key):
-        return _rate_limited()
+    try:
+        api_key = _admit(request, ApiScope.INVITATIONS)
+    except common.Refusal as refusal:
+        return _refused(refusal)
     data, error = _parse_json_object(request)
     if error is not None:
         return error
@@ -138,27 +126,15 @@ def invitations_create(request: HttpRequest) -> JsonResponse:
 
 
 def _api_post(request: HttpRequest, scope: str) -> tuple[ApiKey | None, JsonResponse | None]:
-    """Method, key and scope checks shared by the POST endpoints."""
+    """Method, key, scope and rate-limit checks shared by the POST endpoints."""
     if request.method != "POST":
         response = api_error(405, "method_not_allowed", "Use POST.")
         response["Allow"] = "POST"
         return None, response
-    api_key = _authenticate(request)
-    if api_key is None:
-        return None, api_error(401, "unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'.")
-    if not api_key.allows(scope):
-        return None, _forbidden(scope)
-    if ratelimits.api_key_limited(request, api_key):
-        return None, _rate_limited()
-    return api_key, None
-
-
-def _rate_limited() -> JsonResponse:
-    response = api_error(
-        429, "rate_limited", f"Too many requests for this API key; retry in {ratelimits.RETRY_AFTER_SECONDS} seconds."
-    )
-    response["Retry-After"] = str(ratelimits.RETRY_AFTER_SECONDS)
-    return response
+    try:
+        return _admit(request, scope), None
+    except common.Refusal as refusal:
+        return None, _refused(refusal)
 
 
 @csrf_exempt

@@ -2,16 +2,13 @@
 Delighted's error envelope `{"status": N, "message": "…", "errors": […]}`.
 """
 
-import base64
-import binascii
 from functools import wraps
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from surveys.access import ratelimits
-from surveys.access import services as access
+from surveys.api import common
 from surveys.models import ApiScope
 
 
@@ -28,18 +25,6 @@ def error(status: int, message: str, errors: list | None = None) -> JsonResponse
     return response
 
 
-def _authenticate(request: HttpRequest):
-    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    # `KEY` (the Python client) or `KEY:` (curl -u KEY:): the key is the user name.
-    return access.api_key_authenticate(raw_key=decoded.split(":", 1)[0])
-
-
 def delighted_endpoint(*methods: str):
     def decorate(view):
         @csrf_exempt
@@ -49,16 +34,14 @@ def delighted_endpoint(*methods: str):
                 response = error(405, f"Use {' or '.join(methods)}.")
                 response["Allow"] = ", ".join(methods)
                 return response
-            api_key = _authenticate(request)
-            if api_key is None:
-                return error(401, "Invalid API key: send it as the HTTP Basic user name.")
             # Reading needs the read scope; anything that writes (erasure included), the delighted scope.
             scope = ApiScope.READ if request.method in ("GET", "HEAD") else ApiScope.DELIGHTED
-            if not api_key.allows(scope):
-                return error(403, f"This API key may not do this: it needs the {scope!r} scope.")
-            if ratelimits.api_key_limited(request, api_key):
-                response = error(429, f"Too many requests; retry in {ratelimits.RETRY_AFTER_SECONDS} seconds.")
-                response["Retry-After"] = str(ratelimits.RETRY_AFTER_SECONDS)
+            try:
+                common.admit(request, raw_key=common.basic_key(request), scope=scope, how="as the HTTP Basic user name")
+            except common.Refusal as refusal:
+                response = error(refusal.status, refusal.message)
+                for name, value in refusal.headers.items():
+                    response[name] = value
                 return response
             if any("\x00" in str(value) for value in kwargs.values()):
                 # PostgreSQL refuses a NUL in a query; no id or address holds one.

@@ -3,17 +3,16 @@ query string, each value checked (by the one validator where it is an address, a
 """
 
 import json
-import math
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
-from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, QueryDict
 
+from surveys.api import common
 from surveys.api.delighted.endpoint import ApiError
 from surveys.core import validation
 
-MAX_BODY_BYTES = 64 * 1024
 MAX_PER_PAGE = 100
 MAX_JSON_DEPTH = 32
 MAX_ID = 2**63 - 1  # the largest id the database holds: a bigger one overflows the query instead of matching nothing
@@ -24,22 +23,16 @@ def parse(request: HttpRequest) -> dict:
     if request.method == "GET":
         return _without_nul(_nest(request.GET))
     try:
-        too_big = len(request.body) > MAX_BODY_BYTES
-    except RequestDataTooBig:
-        too_big = True
-    if too_big:
-        raise ApiError(413, f"The body must be at most {MAX_BODY_BYTES} bytes.")
-    if request.content_type == "application/json" or request.body[:1] in (b"{", b"["):
-        if not request.body.strip():
+        body = common.body_bytes(request)
+    except common.Refusal as refusal:
+        raise ApiError(refusal.status, refusal.message) from None
+    if request.content_type == "application/json" or body[:1] in (b"{", b"["):
+        if not body.strip():
             return {}
         try:
-            data = json.loads(request.body.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite)
-            # A "\ud800" escape decodes to a lone surrogate, which no database column can store.
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
-        except (UnicodeError, ValueError, RecursionError):  # RecursionError: nesting thousands deep
-            raise ApiError(422, "The body is not valid JSON.") from None
-        if not isinstance(data, dict):
-            raise ApiError(422, "The body must be a JSON object.")
+            data = common.json_object(body)
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from None
         if _depth(data) > MAX_JSON_DEPTH:
             # Checked without recursion: what reads the body later recurses and would overflow the stack.
             raise ApiError(422, f"The body is nested more than {MAX_JSON_DEPTH} levels deep.")
@@ -63,17 +56,6 @@ def _depth(value) -> int:
             for child in (item.values() if isinstance(item, dict) else item)
         ]
     return depth
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not JSON")  # NaN and Infinity: Python reads them, jsonb and integers do not
-
-
-def _finite(text: str) -> float:
-    number = float(text)
-    if math.isinf(number):
-        raise ValueError(f"{text} is too large")
-    return number
 
 
 def _contains_nul(value) -> bool:
