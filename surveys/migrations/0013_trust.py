@@ -7,6 +7,27 @@ from django.db import migrations, models
 import surveys.models
 
 
+def emails_canonical(apps, schema_editor):
+    """Addresses are stored in their canonical form from now on: bring earlier ones to it, where that
+    form is not already another customer's (those two stay as they are, for an admin to merge)."""
+    from django.core.exceptions import ValidationError
+    from django.db.models.functions import Lower
+
+    from surveys.core.validation import canonical_email
+
+    Customer = apps.get_model("surveys", "Customer")
+    for customer in Customer.objects.filter(email__regex=r"[A-Z]|[^ -~]|^\s|\s$").iterator(chunk_size=2000):
+        try:
+            canonical = canonical_email(customer.email)
+        except ValidationError:
+            continue
+        if canonical == customer.email:
+            continue
+        taken = Customer.objects.annotate(lower=Lower("email")).filter(lower=canonical).exclude(pk=customer.pk)
+        if not taken.exists():
+            Customer.objects.filter(pk=customer.pk).update(email=canonical)
+
+
 def deliveries_to_customers(apps, schema_editor):
     """Earlier deliveries name their customer only inside the payload: link them by the ids it holds."""
     WebhookDelivery = apps.get_model("surveys", "WebhookDelivery")
@@ -77,4 +98,5 @@ class Migration(migrations.Migration):
             field=models.CharField(default=surveys.models.new_token, help_text='Signs each delivery: X-Loyal-Signature: sha256=HMAC(secret, "<X-Loyal-Timestamp>.<body>").', max_length=100),
         ),
         migrations.RunPython(deliveries_to_customers, migrations.RunPython.noop),
+        migrations.RunPython(emails_canonical, migrations.RunPython.noop),
     ]

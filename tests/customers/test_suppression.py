@@ -169,3 +169,20 @@ def test_erasure_suppresses_the_addresses_the_person_had_before(client, api_key,
     assert services.address_is_suppressed("old@example.org")
     assert services.address_is_suppressed("new@example.org")
     assert not services.address_is_suppressed("other@example.org")
+
+
+def test_the_upgrade_stores_earlier_addresses_canonically_unless_that_would_merge_two_customers():
+    from importlib import import_module
+
+    from django.apps import apps
+
+    mixed = Customer.objects.create(email="Ann@Example.COM")
+    unicode_domain = Customer.objects.create(email="zoe@exämple.org")
+    Customer.objects.create(email="bob@example.org")
+    twin = Customer.objects.create(email="BOB@Example.org ")
+
+    import_module("surveys.migrations.0013_trust").emails_canonical(apps, None)
+
+    assert Customer.objects.get(pk=mixed.pk).email == "ann@example.com"
+    assert Customer.objects.get(pk=unicode_domain.pk).email == "zoe@xn--exmple-cua.org"
+    assert Customer.objects.get(pk=twin.pk).email == "BOB@Example.org "  # left for an admin to merge
