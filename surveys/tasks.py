@@ -41,20 +41,6 @@ def retry_delay(attempt: int) -> int:
     return min(30 * 2**attempt, 1800)
 
 
-@shared_task(bind=True, max_retries=None)
-def invitation_send_task(self, invitation_id: int) -> str:
-    try:
-        return invitations.invitation_send(invitation_id=invitation_id)
-    except sweeps.SendFailed as exc:
-        if self.request.retries >= settings.NPS_SEND_MAX_RETRIES:
-            logger.warning("Invitation %s failed after %s retries: %s", invitation_id, self.request.retries, exc)
-            invitations.invitation_mark_failed(invitation_id=invitation_id)
-            return "failed"
-        delay = retry_delay(self.request.retries)
-        invitations.invitation_postpone(invitation_id=invitation_id, delay=timedelta(seconds=delay))
-        raise self.retry(countdown=delay, exc=exc) from exc
-
-
 @shared_task
 def invitations_sweep() -> dict:
     return invitations.invitations_sweep()

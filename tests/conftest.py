@@ -25,6 +25,14 @@ def require_postgresql() -> None:
         pytest.skip(message)
 
 
+def send_invitation(invitation_id: int) -> str:
+    """Send one invitation the way a worker does (a batch of one); what happened: "sent", "not-claimed"…"""
+    from surveys.invitations.services import invitations_send_batch
+
+    [(outcome, _count)] = invitations_send_batch(invitation_ids=[invitation_id]).results.items()
+    return outcome
+
+
 @pytest.fixture
 def touchpoint(db):
     return TouchpointFactory(name="Home delivery", slug="delivery")

@@ -225,23 +225,6 @@ def _send_batch(invitation_ids: list[int], send_one, *, on_deferred=None, on_fai
     return BatchOutcome(results=results, deferred=[])
 
 
-def invitation_send(*, invitation_id: int, connection=None) -> str:
-    """Claim the invitation and email it. Returns what happened.
-
-    The claim is a conditional update, so a redelivered or duplicated task
-    finds nothing to do. SMTP trouble puts the invitation back to pending with
-    the error recorded and raises `SendFailed` for the caller to retry.
-    """
-    now = timezone.now()
-    claimed = Invitation.objects.filter(pk=invitation_id, status=Invitation.Status.PENDING).update(
-        status=Invitation.Status.SENDING, claimed_at=now, send_attempts=F("send_attempts") + 1
-    )
-    if not claimed:
-        return "not-claimed"
-    invitation = Invitation.objects.select_related("customer", "touchpoint").get(pk=invitation_id)
-    return _invitation_deliver(invitation, now=now, connection=connection)
-
-
 def _invitation_cancel_reason(invitation: Invitation, now, suppressed: set[str]) -> str | None:
     customer = invitation.customer
     if customer.erased_at is not None:

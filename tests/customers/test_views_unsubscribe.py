@@ -4,9 +4,9 @@ import pytest
 from django.core import mail
 from django.test import Client
 
-from surveys import services
 from surveys.models import Customer, Invitation, SurveySkip
 
+from ..conftest import send_invitation
 from ..factories import InvitationFactory
 from ..page_parsing import elements
 
@@ -132,7 +132,7 @@ def test_a_pending_invitation_is_cancelled_and_never_emailed(client, customer, t
 
     invitation.refresh_from_db()
     assert invitation.status == Invitation.Status.CANCELLED
-    assert services.invitation_send(invitation_id=invitation.pk) == "not-claimed"
+    assert send_invitation(invitation.pk) == "not-claimed"
     assert mail.outbox == []
 
 
@@ -144,7 +144,7 @@ def test_a_send_racing_the_unsubscribe_emails_nothing(client, customer, touchpoi
     client.post(url(customer))
     Invitation.objects.filter(pk=invitation.pk).update(status=Invitation.Status.PENDING)
 
-    services.invitation_send(invitation_id=invitation.pk)
+    send_invitation(invitation.pk)
 
     assert mail.outbox == []
     invitation.refresh_from_db()

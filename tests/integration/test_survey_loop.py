@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from surveys import services
 from surveys.models import Invitation, Response
-from surveys.tasks import invitation_send_task
+from surveys.tasks import invitations_send_batch_task
 from tests.factories import CustomerFactory
 from tests.integration.conftest import WORKER_SITE_URL
 
@@ -108,9 +108,9 @@ def test_redelivered_send_tasks_never_email_twice(touchpoint, celery_worker, wor
     worker_smtp.wait_for_messages(_survey_marker(invitation))
     _wait_for_invitation(invitation.pk, status=lambda status: status == Invitation.Status.SENT)
 
-    redeliveries = [invitation_send_task.delay(invitation.pk) for _ in range(2)]
+    redeliveries = [invitations_send_batch_task.delay([invitation.pk]) for _ in range(2)]
 
-    assert [celery_worker.task_result(task.id) for task in redeliveries] == ["not-claimed", "not-claimed"]
+    assert [celery_worker.task_result(task.id) for task in redeliveries] == ["{'not-claimed': 1}"] * 2
     assert len(worker_smtp.messages(_survey_marker(invitation))) == 1
     invitation.refresh_from_db()
     assert (invitation.status, invitation.send_attempts) == (Invitation.Status.SENT, 1)
@@ -119,9 +119,10 @@ def test_redelivered_send_tasks_never_email_twice(touchpoint, celery_worker, wor
     later = services.invitation_request(
         touchpoint=touchpoint, customer=CustomerFactory(), send_after=timezone.now() + timedelta(hours=1)
     ).invitation
-    copies = [invitation_send_task.delay(later.pk) for _ in range(3)]
+    copies = [invitations_send_batch_task.delay([later.pk]) for _ in range(3)]
 
-    assert sorted(celery_worker.task_result(task.id) for task in copies) == ["not-claimed", "not-claimed", "sent"]
+    results = sorted(celery_worker.task_result(task.id) for task in copies)
+    assert results == ["{'not-claimed': 1}", "{'not-claimed': 1}", "{'sent': 1}"]
     assert len(worker_smtp.messages(_survey_marker(later))) == 1
     later.refresh_from_db()
     assert (later.status, later.send_attempts) == (Invitation.Status.SENT, 1)

@@ -9,6 +9,7 @@ from django.utils import timezone
 from surveys import services
 from surveys.models import Customer, Invitation, SurveySkip
 
+from ..conftest import send_invitation
 from ..factories import CustomerFactory, InvitationFactory, TouchpointFactory
 
 
@@ -270,20 +271,20 @@ def test_a_cancelled_invitation_is_not_sent_after_unsubscribing(customer, touchp
     pending = _pending(customer=customer, touchpoint=touchpoint)
     services.customer_unsubscribe(customer=customer)
 
-    assert services.invitation_send(invitation_id=pending.pk) == "not-claimed"
+    assert send_invitation(pending.pk) == "not-claimed"
 
     assert mail.outbox == []
 
 
-# --- invitation_send ---------------------------------------------------------------
+# --- sending one invitation ---------------------------------------------------------------
 
 
 @pytest.mark.django_db
 def test_it_sends_an_invitation_exactly_once(customer, touchpoint):
     invitation = _pending(customer=customer, touchpoint=touchpoint)
 
-    assert services.invitation_send(invitation_id=invitation.pk) == "sent"
-    assert services.invitation_send(invitation_id=invitation.pk) == "not-claimed"
+    assert send_invitation(invitation.pk) == "sent"
+    assert send_invitation(invitation.pk) == "not-claimed"
 
     assert len(mail.outbox) == 1
     invitation = _reload(invitation)
@@ -298,7 +299,7 @@ def test_it_cancels_instead_of_emailing_an_unsubscribed_customer(customer, touch
     # Unsubscribed after the invitation was queued, bypassing the cancel in customer_unsubscribe.
     Customer.objects.filter(pk=customer.pk).update(unsubscribed_at=timezone.now())
 
-    assert services.invitation_send(invitation_id=invitation.pk) == "cancelled"
+    assert send_invitation(invitation.pk) == "cancelled"
 
     assert mail.outbox == []
     assert _reload(invitation).status == Invitation.Status.CANCELLED
@@ -308,7 +309,7 @@ def test_it_cancels_instead_of_emailing_an_unsubscribed_customer(customer, touch
 def test_it_cancels_an_invitation_that_expired_before_it_was_sent(customer, touchpoint):
     invitation = _pending(customer=customer, touchpoint=touchpoint, expires_at=timezone.now() - timedelta(minutes=1))
 
-    assert services.invitation_send(invitation_id=invitation.pk) == "cancelled"
+    assert send_invitation(invitation.pk) == "cancelled"
 
     assert mail.outbox == []
     invitation = _reload(invitation)
@@ -322,7 +323,7 @@ def test_an_smtp_refusal_puts_the_invitation_back_to_pending(smtp_settings, cust
     smtp_settings.handler.fail_next = 1
 
     with pytest.raises(services.SendFailed):
-        services.invitation_send(invitation_id=invitation.pk)
+        send_invitation(invitation.pk)
 
     invitation = _reload(invitation)
     assert invitation.status == Invitation.Status.PENDING
@@ -331,7 +332,7 @@ def test_an_smtp_refusal_puts_the_invitation_back_to_pending(smtp_settings, cust
     assert smtp_settings.handler.messages == []
 
     # The next attempt goes through and clears the error.
-    assert services.invitation_send(invitation_id=invitation.pk) == "sent"
+    assert send_invitation(invitation.pk) == "sent"
     invitation = _reload(invitation)
     assert (invitation.status, invitation.last_error, invitation.send_attempts) == (Invitation.Status.SENT, "", 2)
     assert [rcpt for _, rcpt, _ in smtp_settings.handler.messages] == [["jane@example.com"]]
@@ -346,7 +347,7 @@ def test_an_unreachable_smtp_server_puts_the_invitation_back_to_pending(settings
     invitation = _pending(customer=customer, touchpoint=touchpoint)
 
     with pytest.raises(services.SendFailed):
-        services.invitation_send(invitation_id=invitation.pk)
+        send_invitation(invitation.pk)
 
     invitation = _reload(invitation)
     assert invitation.status == Invitation.Status.PENDING

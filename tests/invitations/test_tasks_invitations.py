@@ -1,4 +1,4 @@
-"""invitation_send_task: redelivery, SMTP retries against a real server, giving up, vanished rows."""
+"""invitations_send_batch_task: redelivery, SMTP retries against a real server, giving up, vanished rows."""
 
 from datetime import timedelta
 
@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from surveys import services
 from surveys.models import Invitation
-from surveys.tasks import invitation_send_task, invitations_sweep
+from surveys.tasks import invitations_send_batch_task, invitations_sweep
 
 from ..factories import InvitationFactory
 
@@ -43,9 +43,9 @@ def _request(customer, touchpoint, capture) -> Invitation:
 def test_a_redelivered_task_sends_once(customer, touchpoint, django_capture_on_commit_callbacks):
     invitation = _request(customer, touchpoint, django_capture_on_commit_callbacks)
 
-    result = invitation_send_task.delay(invitation.pk)
+    result = invitations_send_batch_task.delay([invitation.pk])
 
-    assert result.get() == "not-claimed"
+    assert result.get() == {"not-claimed": 1}
     assert len(mail.outbox) == 1
     invitation.refresh_from_db()
     assert (invitation.status, invitation.send_attempts) == (Invitation.Status.SENT, 1)
@@ -115,10 +115,10 @@ def test_it_returns_quietly_for_a_deleted_invitation(customer, touchpoint):
     invitation_id = invitation.pk
     invitation.delete()
 
-    result = invitation_send_task.delay(invitation_id)
+    result = invitations_send_batch_task.delay([invitation_id])
 
     assert result.successful()
-    assert result.get() == "not-claimed"
+    assert result.get() == {"not-claimed": 1}
     assert mail.outbox == []
 
 
@@ -129,7 +129,7 @@ def test_the_sweep_does_not_resend_while_a_retry_waits_out_its_backoff(smtp_sett
 
     # What a worker sees: the task asks to be retried in 30 seconds.
     with pytest.raises(Retry):
-        invitation_send_task.delay(invitation.pk)
+        invitations_send_batch_task.delay([invitation.pk])
 
     invitation.refresh_from_db()
     assert invitation.status == Invitation.Status.PENDING

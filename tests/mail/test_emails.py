@@ -7,16 +7,16 @@ import re
 import pytest
 from django.core import mail
 
-from surveys import services
 from surveys.models import Invitation
 
+from ..conftest import send_invitation
 from ..factories import CustomerFactory, InvitationFactory
 
 SITE = "https://surveys.example.com"
 
 
 def _send(invitation: Invitation):
-    assert services.invitation_send(invitation_id=invitation.pk) == "sent"
+    assert send_invitation(invitation.pk) == "sent"
     [message] = mail.outbox
     return message
 
@@ -122,7 +122,7 @@ def test_a_line_break_in_the_customer_name_cannot_add_a_header(touchpoint, smtp_
         customer=customer, touchpoint=touchpoint, status=Invitation.Status.PENDING, sent_at=None
     )
 
-    assert services.invitation_send(invitation_id=invitation.pk) == "sent"
+    assert send_invitation(invitation.pk) == "sent"
 
     [(_, recipients, raw)] = smtp_settings.handler.messages
     assert recipients == [customer.email]
@@ -133,7 +133,7 @@ def test_a_line_break_in_the_customer_name_cannot_add_a_header(touchpoint, smtp_
 
 @pytest.mark.django_db
 def test_the_headers_arrive_intact_over_smtp(pending, customer, smtp_settings):
-    assert services.invitation_send(invitation_id=pending.pk) == "sent"
+    assert send_invitation(pending.pk) == "sent"
 
     [(_, recipients, raw)] = smtp_settings.handler.messages
     received = email.message_from_bytes(raw, policy=email.policy.default)

@@ -33,6 +33,7 @@ from surveys.models import (
     WebhookEndpoint,
 )
 
+from ..conftest import send_invitation
 from ..factories import CustomerFactory, InvitationFactory, TouchpointFactory
 from ..page_parsing import elements, form_values
 
@@ -209,7 +210,7 @@ def test_erasure_removes_the_address_from_recorded_send_errors(jane, touchpoint,
 
     monkeypatch.setattr("django.core.mail.backends.locmem.EmailBackend.send_messages", refuse)
     invitation = InvitationFactory(customer=jane["customer"], touchpoint=touchpoint, status="pending", sent_at=None)
-    services.invitation_send(invitation_id=invitation.pk)
+    send_invitation(invitation.pk)
     invitation.refresh_from_db()
     assert invitation.status == "failed" and EMAIL in invitation.last_error
 
@@ -402,6 +403,6 @@ def test_a_pending_survey_is_never_sent_after_erasure(jane):
 
     services.customer_erase(customer=jane["customer"])
     services.invitations_sweep()
-    services.invitation_send(invitation_id=jane["pending"].pk)
+    send_invitation(jane["pending"].pk)
 
     assert mail.outbox == []
