@@ -182,7 +182,7 @@ LOCALES = ["", "", "", "", "", "", "es", "es", "de", "en"]  # mostly the default
 
 
 def create_invitations(n: int, *, prefix: str = "customer") -> list[int]:
-    from surveys import services
+    from surveys.invitations import services
     from surveys.models import Customer, Invitation, Touchpoint
 
     touchpoint, _ = Touchpoint.objects.get_or_create(slug="delivery", defaults={"name": "Home delivery"})
@@ -233,7 +233,7 @@ def profile_one_batch(size: int) -> None:
 
     from django.conf import settings
 
-    from surveys import services
+    from surveys.invitations import services
     from surveys.models import Customer, Invitation, Touchpoint
 
     port = free_port()
@@ -326,7 +326,7 @@ def profile_worker(*, n: int, env: dict, broker: str, var_dir: Path, sink: SinkH
     Only samples holding the GIL count (--gil): Python at work, not waiting for PostgreSQL or the sink.
     """
     from nps_app import celery_app
-    from surveys import services
+    from surveys.invitations import services
 
     ids = create_invitations(n, prefix="spy")
     queue = f"bench-{secrets.token_hex(6)}"
@@ -432,7 +432,7 @@ def main() -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command chatter
 
     from nps_app import celery_app
-    from surveys import services
+    from surveys.invitations import services
     from surveys.models import Invitation
 
     print(f"Machine: {machine()}; PostgreSQL at {urlsplit(url).hostname}, Redis at {urlsplit(broker).hostname}, "

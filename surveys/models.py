@@ -1,7 +1,7 @@
 """The survey domain: touchpoints, customers, invitations, responses, API keys.
 
 Models hold fields, database constraints and tiny derived properties only;
-every write goes through `surveys.services`.
+every write goes through a domain's `services.py` (surveys/customers/, invitations/, …).
 """
 
 import secrets

@@ -7,7 +7,7 @@ import threading
 import pytest
 from aiosmtpd.controller import Controller
 
-from surveys import services
+from surveys.access.services import api_key_create
 
 from .factories import CustomerFactory, InvitationFactory, TouchpointFactory
 
@@ -51,7 +51,7 @@ def invitation(db, customer, touchpoint):
 @pytest.fixture
 def api_key(db):
     """The raw key of a fresh API key."""
-    _, raw_key = services.api_key_create(name="Tests")
+    _, raw_key = api_key_create(name="Tests")
     return raw_key
 
 

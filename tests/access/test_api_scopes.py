@@ -8,8 +8,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from surveys import services
+from surveys.access.services import api_key_authenticate, api_key_create
 from surveys.models import ApiKey, Coupon, Customer, Invitation, ReferralConversion
+from surveys.promoters.services import coupon_issue, referral_link_ensure
 
 from ..factories import CustomerFactory, ResponseFactory, TouchpointFactory
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.django_db
 
 
 def key_with(*scopes: str) -> str:
-    _, raw_key = services.api_key_create(name="Scoped", scopes=list(scopes))
+    _, raw_key = api_key_create(name="Scoped", scopes=list(scopes))
     return raw_key
 
 
@@ -63,13 +64,13 @@ def touchpoint(db):
 
 @pytest.fixture
 def coupon(db):
-    return services.coupon_issue(response=ResponseFactory(score=10))
+    return coupon_issue(response=ResponseFactory(score=10))
 
 
 @pytest.fixture
 def link(db):
     response = ResponseFactory(score=10)
-    return services.referral_link_ensure(
+    return referral_link_ensure(
         customer_id=response.customer_id, touchpoint=response.touchpoint, response=response
     )
 
@@ -285,7 +286,7 @@ def run_create_api_key(*args) -> str:
 def test_create_api_key_with_scopes_prints_a_key_that_may_do_only_that(client, coupon, touchpoint):
     raw_key = run_create_api_key("Till", "--scope", "coupons", "--scope", "orders")
 
-    api_key = services.api_key_authenticate(raw_key=raw_key)
+    api_key = api_key_authenticate(raw_key=raw_key)
     assert api_key is not None and api_key.name == "Till"
     assert sorted(api_key.scopes) == ["coupons", "orders"]
     assert redeem(client, coupon.code, raw_key).status_code == 200
@@ -296,7 +297,7 @@ def test_create_api_key_with_scopes_prints_a_key_that_may_do_only_that(client, c
 def test_create_api_key_without_scopes_makes_a_key_that_may_do_everything():
     raw_key = run_create_api_key("Integration")
 
-    api_key = services.api_key_authenticate(raw_key=raw_key)
+    api_key = api_key_authenticate(raw_key=raw_key)
     assert sorted(api_key.scopes) == sorted(["invitations", "coupons", "orders", "delighted", "read"])
 
 

@@ -9,9 +9,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from surveys import services
 from surveys.core.client_address import resolve
 from surveys.models import Response
+from surveys.promoters.services import referral_link_ensure
 
 from ..factories import InvitationFactory, ResponseFactory
 
@@ -240,7 +240,7 @@ def test_a_locked_out_address_does_not_lock_out_another_user_there(client, setti
 @pytest.fixture
 def link(db):
     response = ResponseFactory(score=10)
-    return services.referral_link_ensure(
+    return referral_link_ensure(
         customer_id=response.customer_id, touchpoint=response.touchpoint, response=response
     )
 

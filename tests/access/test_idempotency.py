@@ -14,7 +14,8 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from surveys import services
+from surveys.access.services import api_key_create, idempotency_claim, idempotency_complete, idempotency_request_hash
+from surveys.customers.services import customer_unsubscribe, customer_upsert
 from surveys.models import ApiKey, Customer, IdempotencyRecord, Invitation
 
 pytestmark = pytest.mark.django_db
@@ -58,7 +59,7 @@ def test_a_replay_creates_and_sends_nothing(api_client, touchpoint, django_captu
 
 
 def test_a_skipped_answer_is_replayed_as_it_was(api_client, touchpoint):
-    services.customer_unsubscribe(customer=services.customer_upsert(email="ann@example.com"))
+    customer_unsubscribe(customer=customer_upsert(email="ann@example.com"))
     first = post(api_client, ANN)
 
     again = post(api_client, ANN)
@@ -124,9 +125,9 @@ def test_a_key_first_used_for_another_path_or_method_is_refused(api_client, api_
     # The integrator used the key before for another request with the very same body.
     body = json.dumps(ANN).encode()
     owner = ApiKey.objects.get(prefix=api_key[:11])
-    earlier = services.idempotency_request_hash(method=method, path=path, body=body)
-    assert services.idempotency_claim(api_key=owner, key="order-1001", request_hash=earlier) is None
-    services.idempotency_complete(api_key=owner, key="order-1001", status_code=200, body={"code": "SAVE10"})
+    earlier = idempotency_request_hash(method=method, path=path, body=body)
+    assert idempotency_claim(api_key=owner, key="order-1001", request_hash=earlier) is None
+    idempotency_complete(api_key=owner, key="order-1001", status_code=200, body={"code": "SAVE10"})
 
     response = post(api_client, body)
 
@@ -139,7 +140,7 @@ def test_a_key_first_used_for_another_path_or_method_is_refused(api_client, api_
 
 def test_another_integrator_may_use_the_same_key_for_its_own_request(api_client, touchpoint):
     first = post(api_client, ANN)
-    _, other_key = services.api_key_create(name="Other CRM")
+    _, other_key = api_key_create(name="Other CRM")
 
     other = post(api_client, BOB, Authorization=f"Bearer {other_key}")
 

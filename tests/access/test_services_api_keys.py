@@ -2,13 +2,13 @@
 
 import pytest
 
-from surveys import services
+from surveys.access.services import api_key_authenticate, api_key_create, api_key_revoke
 from surveys.models import ApiKey
 
 
 @pytest.mark.django_db
 def test_it_stores_only_a_hash_of_the_key():
-    api_key, raw_key = services.api_key_create(name="Helpdesk")
+    api_key, raw_key = api_key_create(name="Helpdesk")
 
     assert raw_key.startswith("lp_")
     assert len(raw_key) > 40
@@ -21,19 +21,19 @@ def test_it_stores_only_a_hash_of_the_key():
 
 @pytest.mark.django_db
 def test_each_key_is_different():
-    _, first = services.api_key_create(name="One")
-    _, second = services.api_key_create(name="Two")
+    _, first = api_key_create(name="One")
+    _, second = api_key_create(name="Two")
 
     assert first != second
-    assert services.api_key_authenticate(raw_key=first).name == "One"
-    assert services.api_key_authenticate(raw_key=second).name == "Two"
+    assert api_key_authenticate(raw_key=first).name == "One"
+    assert api_key_authenticate(raw_key=second).name == "Two"
 
 
 @pytest.mark.django_db
 def test_it_authenticates_a_valid_key():
-    api_key, raw_key = services.api_key_create(name="Helpdesk")
+    api_key, raw_key = api_key_create(name="Helpdesk")
 
-    assert services.api_key_authenticate(raw_key=raw_key) == api_key
+    assert api_key_authenticate(raw_key=raw_key) == api_key
 
     api_key.refresh_from_db()
     assert api_key.last_used_at is not None
@@ -52,17 +52,17 @@ def test_it_authenticates_a_valid_key():
     ],
 )
 def test_it_rejects_a_wrong_key(mangle):
-    _, raw_key = services.api_key_create(name="Helpdesk")
+    _, raw_key = api_key_create(name="Helpdesk")
 
-    assert services.api_key_authenticate(raw_key=mangle(raw_key)) is None
+    assert api_key_authenticate(raw_key=mangle(raw_key)) is None
 
 
 @pytest.mark.django_db
 def test_it_rejects_a_revoked_key():
-    api_key, raw_key = services.api_key_create(name="Helpdesk")
+    api_key, raw_key = api_key_create(name="Helpdesk")
 
-    services.api_key_revoke(api_key=api_key)
+    api_key_revoke(api_key=api_key)
 
-    assert services.api_key_authenticate(raw_key=raw_key) is None
+    assert api_key_authenticate(raw_key=raw_key) is None
     api_key.refresh_from_db()
     assert api_key.revoked_at is not None

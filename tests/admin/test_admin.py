@@ -8,8 +8,12 @@ from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
 from django.core import mail
 
-from surveys import services
+from surveys.access.services import api_key_create
+from surveys.customers.services import customer_unsubscribe
+from surveys.invitations.services import invitation_request
 from surveys.models import ApiKey, FollowUpCase, Invitation, SurveySkip, Touchpoint
+from surveys.promoters.services import coupon_issue, referral_link_ensure
+from surveys.responses.services import response_submit
 
 from ..factories import CustomerFactory, InvitationFactory, ResponseFactory, TouchpointFactory
 from ..page_parsing import elements, form_values
@@ -45,8 +49,8 @@ def examples(invitation):
     """One row of every model, so change pages have something to show."""
     response = ResponseFactory(invitation=invitation, score=10, reason="Great")
     skip = SurveySkip.objects.create(customer=invitation.customer, touchpoint=invitation.touchpoint, reason="cooldown")
-    api_key, _ = services.api_key_create(name="CRM")
-    detractor = services.response_submit(
+    api_key, _ = api_key_create(name="CRM")
+    detractor = response_submit(
         invitation=InvitationFactory(touchpoint=invitation.touchpoint), score=3, reason="Slow"
     )
     return {
@@ -56,9 +60,9 @@ def examples(invitation):
         "response": response,
         "surveyskip": skip,
         "apikey": api_key,
-        "coupon": services.coupon_issue(response=response),
+        "coupon": coupon_issue(response=response),
         "followupcase": FollowUpCase.objects.get(response=detractor),
-        "referrallink": services.referral_link_ensure(
+        "referrallink": referral_link_ensure(
             customer_id=response.customer_id, touchpoint=response.touchpoint, response=response
         ),
     }
@@ -157,8 +161,8 @@ def test_a_touchpoint_slug_must_be_unique(admin_client, touchpoint):
 
 
 def test_the_customer_page_says_why_no_survey_was_sent(admin_client, customer, touchpoint):
-    services.customer_unsubscribe(customer=customer)
-    services.invitation_request(touchpoint=touchpoint, customer=customer)
+    customer_unsubscribe(customer=customer)
+    invitation_request(touchpoint=touchpoint, customer=customer)
 
     response = admin_client.get(f"/admin/surveys/customer/{customer.pk}/change/")
 
@@ -171,9 +175,9 @@ def test_the_customer_page_says_why_no_survey_was_sent(admin_client, customer, t
 
 def test_the_customer_page_lists_each_kind_of_skip(admin_client, customer, touchpoint):
     closed = TouchpointFactory(name="Closed shop", is_active=False)
-    services.invitation_request(touchpoint=touchpoint, customer=customer)
-    services.invitation_request(touchpoint=touchpoint, customer=customer)
-    services.invitation_request(touchpoint=closed, customer=customer)
+    invitation_request(touchpoint=touchpoint, customer=customer)
+    invitation_request(touchpoint=touchpoint, customer=customer)
+    invitation_request(touchpoint=closed, customer=customer)
 
     page = admin_client.get(f"/admin/surveys/customer/{customer.pk}/change/").content.decode()
 
@@ -234,7 +238,7 @@ def test_send_survey_emails_each_customer_and_reports_the_skipped_ones(
 ):
     second = CustomerFactory(email="sam@example.com", name="Sam")
     gone = CustomerFactory(email="gone@example.com", name="Gone")
-    services.customer_unsubscribe(customer=gone)
+    customer_unsubscribe(customer=gone)
     selected = [customer.pk, second.pk, gone.pk]
 
     chooser = admin_client.post("/admin/surveys/customer/", {"action": "send_survey", "_selected_action": selected})
@@ -298,7 +302,7 @@ def test_adding_an_api_key_shows_the_key_once_and_stores_only_its_hash(admin_cli
 
 
 def test_renaming_an_api_key_keeps_it_working(admin_client, client, touchpoint):
-    api_key, raw_key = services.api_key_create(name="Old name")
+    api_key, raw_key = api_key_create(name="Old name")
 
     response = admin_client.post(
         f"/admin/surveys/apikey/{api_key.pk}/change/", {"name": "New name", "scopes": ["invitations", "read"]}
@@ -317,7 +321,7 @@ def test_renaming_an_api_key_keeps_it_working(admin_client, client, touchpoint):
 
 
 def test_a_revoked_api_key_stops_working(admin_client, client, touchpoint):
-    api_key, raw_key = services.api_key_create(name="CRM")
+    api_key, raw_key = api_key_create(name="CRM")
 
     admin_client.post("/admin/surveys/apikey/", {"action": "revoke", "_selected_action": [api_key.pk]})
 

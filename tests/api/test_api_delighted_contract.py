@@ -16,7 +16,9 @@ from aiosmtpd.controller import Controller
 from django.core.management import call_command
 from django.utils import timezone
 
-from surveys import services
+from surveys.access.services import api_key_create, api_key_revoke
+from surveys.customers.services import address_hash, address_is_suppressed
+from surveys.invitations.services import invitations_sweep
 from surveys.models import (
     Coupon,
     Customer,
@@ -27,6 +29,7 @@ from surveys.models import (
     SuppressedAddress,
     SurveySkip,
 )
+from surveys.responses.services import response_submit
 
 from ..conftest import _free_port
 from ..factories import CustomerFactory, InvitationFactory, ResponseFactory, TouchpointFactory
@@ -68,7 +71,7 @@ def adapter():
 
 @pytest.fixture
 def dclient(live_server, touchpoint, adapter):
-    _, raw_key = services.api_key_create(name="Delighted migration")
+    _, raw_key = api_key_create(name="Delighted migration")
     return delighted.Client(api_key=raw_key, api_base_url=live_server.url + "/v1/", http_adapter=adapter)
 
 
@@ -117,7 +120,7 @@ def test_a_delay_schedules_the_survey_for_later_and_sends_nothing_now(dclient, m
     assert invitation.send_after > timezone.now() + timedelta(minutes=59)
     assert int(invitation.send_after.timestamp()) == person.survey_scheduled_at
     # The due time is a row swept by beat: the sweep leaves it alone until then.
-    assert services.invitations_sweep()["enqueued"] == 0
+    assert invitations_sweep()["enqueued"] == 0
     assert mailoutbox == []
     listed = [p for p in delighted.Person.list(client=dclient).auto_paging_iter()]
     assert listed[0].next_survey_scheduled_at == person.survey_scheduled_at
@@ -151,7 +154,7 @@ def test_properties_stay_with_the_invitation_and_come_back_with_the_response(dcl
     assert person.properties == properties
     invitation = Invitation.objects.get(customer__email="ann@example.com")
     assert invitation.properties == properties
-    services.response_submit(invitation=invitation, score=9, reason="Quick delivery")
+    response_submit(invitation=invitation, score=9, reason="Quick delivery")
 
     [response] = delighted.SurveyResponse.all(client=dclient)
     assert response.person == person.id
@@ -252,7 +255,7 @@ def test_a_person_added_while_paging_is_neither_skipped_nor_repeated(dclient):
 def test_people_list_shows_when_each_was_last_surveyed(dclient):
     delighted.Person.create(client=dclient, email="ann@example.com")
     delighted.Person.create(client=dclient, email="bob@example.com", send=False)
-    services.response_submit(invitation=Invitation.objects.get(), score=8)
+    response_submit(invitation=Invitation.objects.get(), score=8)
 
     ann, bob = delighted.Person.list(client=dclient).auto_paging_iter()
 
@@ -539,7 +542,7 @@ def test_unsubscribing_cancels_a_scheduled_survey(dclient, mailoutbox):
     delighted.Unsubscribe.create(client=dclient, person_email="ann@example.com")
 
     assert Invitation.objects.get().status == "cancelled"
-    assert services.invitations_sweep()["enqueued"] == 0
+    assert invitations_sweep()["enqueued"] == 0
     assert mailoutbox == []
 
 
@@ -602,7 +605,7 @@ def test_deleting_a_person_by_email_erases_them_and_keeps_the_nps(dclient, mailo
         client=dclient, email="ann@example.com", name="Ann Lee", phone_number="+15551230000",
         properties={"plan": "pro", "city": "Springfield"},
     )
-    services.response_submit(invitation=Invitation.objects.get(customer_id=ann.id), score=3, reason="Ann's secret")
+    response_submit(invitation=Invitation.objects.get(customer_id=ann.id), score=3, reason="Ann's secret")
     delighted.SurveyResponse.create(client=dclient, person=ann.id, score=10, comment="Ann again")
     bob = delighted.Person.create(client=dclient, email="bob@example.com", send=False)
     delighted.SurveyResponse.create(client=dclient, person=bob.id, score=9)
@@ -620,7 +623,7 @@ def test_deleting_a_person_by_email_erases_them_and_keeps_the_nps(dclient, mailo
     dump = _dump_database()
     for secret in ("ann@example.com", "Ann Lee", "5551230000", "Ann's secret", "Ann again", "Springfield"):
         assert secret not in dump
-    assert SuppressedAddress.objects.get().address_hash == services.address_hash("ann@example.com")
+    assert SuppressedAddress.objects.get().address_hash == address_hash("ann@example.com")
 
     again = delighted.Person.create(client=dclient, email="Ann@Example.com")
 
@@ -645,7 +648,7 @@ def test_deleting_a_person_by_phone_number_erases_them(dclient):
 
     customer = Customer.objects.get()
     assert (customer.erased_at is not None, customer.phone, customer.name) == (True, "", "")
-    assert services.address_is_suppressed("ann@example.com")
+    assert address_is_suppressed("ann@example.com")
 
 
 def test_deleting_an_unknown_person_is_404_and_erasing_again_is_harmless(dclient):
@@ -671,7 +674,7 @@ def test_delete_pending_cancels_scheduled_surveys(dclient, mailoutbox):
     assert Invitation.objects.get(customer__email="ann+shop@example.com").status == "cancelled"
     assert Invitation.objects.get(customer__email="bob@example.com").status == "pending"
     Invitation.objects.update(send_after=timezone.now() - timedelta(minutes=5))
-    services.invitations_sweep()
+    invitations_sweep()
     assert [message.to for message in mailoutbox] == [["bob@example.com"]]
 
 
@@ -698,8 +701,8 @@ def test_a_wrong_key_raises_authentication_error(live_server, touchpoint):
 
 
 def test_a_revoked_key_raises_authentication_error(live_server, touchpoint):
-    api_key, raw_key = services.api_key_create(name="Old")
-    services.api_key_revoke(api_key=api_key)
+    api_key, raw_key = api_key_create(name="Old")
+    api_key_revoke(api_key=api_key)
     revoked = delighted.Client(api_key=raw_key, api_base_url=live_server.url + "/v1/")
 
     with pytest.raises(AuthenticationError):

@@ -9,8 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.utils import timezone
 
-from surveys import services
+from surveys.access.services import api_key_create, api_key_revoke
 from surveys.models import Customer, Invitation, Response
+from surveys.privacy.services import customer_erase
 
 from ..factories import CustomerFactory, InvitationFactory, ResponseFactory, TouchpointFactory
 
@@ -98,8 +99,8 @@ def test_a_bearer_token_is_refused_on_v1(client, api_key):
 
 
 def test_a_revoked_key_is_401(client):
-    api_key, raw_key = services.api_key_create(name="Old")
-    services.api_key_revoke(api_key=api_key)
+    api_key, raw_key = api_key_create(name="Old")
+    api_key_revoke(api_key=api_key)
 
     assert_error(client.get("/v1/metrics", **basic(raw_key)), 401)
 
@@ -404,7 +405,7 @@ def test_an_unknown_survey_response_is_404(client, auth):
 
 def test_an_erased_persons_response_is_404(client, auth, touchpoint):
     answer = ResponseFactory(invitation=InvitationFactory(touchpoint=touchpoint))
-    services.customer_erase(customer=answer.customer)
+    customer_erase(customer=answer.customer)
 
     assert_error(client.get(f"/v1/survey_responses/{answer.pk}", **auth), 404)
 

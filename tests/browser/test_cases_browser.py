@@ -5,8 +5,8 @@ import re
 import pytest
 from django.contrib.auth.models import Group, Permission, User
 
-from surveys import services
 from surveys.models import CaseNote, FollowUpCase
+from surveys.responses.services import response_submit
 from tests.factories import CustomerFactory, InvitationFactory, TouchpointFactory
 
 # live_server needs committed rows; serialized_rollback restores what the
@@ -42,7 +42,7 @@ def detractor_case(db) -> FollowUpCase:
     invitation = InvitationFactory(
         touchpoint=touchpoint, customer=CustomerFactory(name="Dana Fox", email="dana@example.com")
     )
-    response = services.response_submit(invitation=invitation, score=3, reason=REASON)
+    response = response_submit(invitation=invitation, score=3, reason=REASON)
     return FollowUpCase.objects.get(response=response)
 
 

@@ -5,7 +5,7 @@ import re
 import pytest
 from django.core import mail
 
-from surveys import services
+from surveys.invitations.services import invitation_request
 from surveys.models import Response
 from tests.factories import CustomerFactory, TouchpointFactory
 
@@ -25,7 +25,7 @@ def survey_email(live_server, settings, django_capture_on_commit_callbacks):
     touchpoint = TouchpointFactory(name="Store visit", slug="store-visit")
     customer = CustomerFactory(email="sam@example.com", name="Sam Lee")
     with django_capture_on_commit_callbacks(execute=True):
-        outcome = services.invitation_request(touchpoint=touchpoint, customer=customer)
+        outcome = invitation_request(touchpoint=touchpoint, customer=customer)
     assert not outcome.skipped
     [message] = [m for m in mail.outbox if f"/s/{outcome.invitation.token}/" in m.body]
     return message

@@ -3,7 +3,7 @@
 import pytest
 from django.core import mail
 
-from surveys import services
+from surveys.invitations.services import invitation_request
 from surveys.models import Response
 from tests.factories import CustomerFactory, TouchpointFactory
 
@@ -21,7 +21,7 @@ def spanish_email(live_server, settings, django_capture_on_commit_callbacks):
     touchpoint = TouchpointFactory(name="Entrega a domicilio", slug="delivery")
     customer = CustomerFactory(email="lucia@example.com", name="Lucía Fernández", locale="es")
     with django_capture_on_commit_callbacks(execute=True):
-        outcome = services.invitation_request(touchpoint=touchpoint, customer=customer)
+        outcome = invitation_request(touchpoint=touchpoint, customer=customer)
     assert not outcome.skipped
     [message] = [m for m in mail.outbox if f"/s/{outcome.invitation.token}/" in m.body]
     return message

@@ -26,10 +26,14 @@ from django.core import mail
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from surveys import services
+from surveys.customers.services import customer_unsubscribe
+from surveys.followups.services import case_alert_send
 from surveys.imports import customers as imports
 from surveys.imports import reader as csv_reader
+from surveys.invitations.services import invitation_request, invitations_enqueue
 from surveys.models import Customer, FollowUpCase, Invitation, Response, Touchpoint
+from surveys.promoters.services import coupon_issue
+from surveys.responses.services import response_submit
 from surveys.web.dashboard import _FORMULA_STARTS
 
 from ..factories import CustomerFactory, InvitationFactory, ResponseFactory, TouchpointFactory
@@ -388,7 +392,7 @@ def test_a_header_injection_in_the_name_never_reaches_a_mail_header(api_client, 
 
     if response.status_code == 201:
         # Accepted only because nothing in it can break a header line; what goes out proves it.
-        services.invitations_enqueue([response.json()["id"]])
+        invitations_enqueue([response.json()["id"]])
         [message] = mail.outbox
         sent = email.message_from_bytes(message.message().as_bytes(), policy=email.policy.default)
         assert message.recipients() == ["ann@example.com"]
@@ -657,15 +661,15 @@ def test_the_admin_changelists_of_cases_coupons_referrals_and_skips_escape_custo
     touchpoint = TouchpointFactory(alert_recipients="lead@example.com")
     detractor = CustomerFactory(name=SCRIPT, email="mallory@example.com")
     promoter = CustomerFactory(name=SCRIPT, email="trudy@example.com")
-    case_response = services.response_submit(
+    case_response = response_submit(
         invitation=InvitationFactory(touchpoint=touchpoint, customer=detractor), score=1, reason=SCRIPT
     )
-    promoter_response = services.response_submit(
+    promoter_response = response_submit(
         invitation=InvitationFactory(touchpoint=touchpoint, customer=promoter), score=10, reason=SCRIPT
     )
-    coupon = services.coupon_issue(response=promoter_response)
-    services.customer_unsubscribe(customer=promoter)
-    services.invitation_request(touchpoint=touchpoint, customer=promoter)  # recorded as a skip
+    coupon = coupon_issue(response=promoter_response)
+    customer_unsubscribe(customer=promoter)
+    invitation_request(touchpoint=touchpoint, customer=promoter)  # recorded as a skip
     case = case_response.case
 
     pages = [
@@ -695,7 +699,7 @@ def test_the_case_alert_email_escapes_the_customers_name_and_email_in_its_html_p
         due_at=response.created_at,
     )
 
-    assert services.case_alert_send(case_id=case.pk) == "sent"
+    assert case_alert_send(case_id=case.pk) == "sent"
 
     [message] = mail.outbox
     html = next(content for content, mimetype in message.alternatives if mimetype == "text/html")

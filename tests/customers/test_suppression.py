@@ -8,9 +8,13 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from surveys import services
+from surveys.customers.services import address_hash, address_is_suppressed, customer_change_email, customer_import_row
 from surveys.imports import customers as imports
+from surveys.invitations.services import invitations_send_batch, invitations_sweep, reminder_send
 from surveys.models import Customer, Invitation, SuppressedAddress
+from surveys.privacy.services import customer_erase
+from surveys.promoters.services import promoter_reward
+from surveys.responses.services import response_submit
 
 from ..factories import CustomerFactory, InvitationFactory, TouchpointFactory
 
@@ -31,7 +35,7 @@ def touchpoint(db):
 
 
 def erase(email: str) -> None:
-    services.customer_erase(customer=CustomerFactory(email=email))
+    customer_erase(customer=CustomerFactory(email=email))
 
 
 def test_an_email_change_onto_an_erased_address_sends_it_nothing(
@@ -43,7 +47,7 @@ def test_an_email_change_onto_an_erased_address_sends_it_nothing(
         answer = client.post(
             "/v1/people.json", {"email": "carrier@example.org", "email_update": "bo@example.org"}, **basic(api_key)
         )
-        services.invitations_sweep()
+        invitations_sweep()
 
     assert answer.status_code == 200, answer.content
     assert "survey_scheduled_at" not in answer.json()
@@ -57,8 +61,8 @@ def test_a_pending_survey_is_cancelled_when_its_customer_moves_onto_an_erased_ad
     carrier = CustomerFactory(email="carrier@example.org")
     pending = InvitationFactory(customer=carrier, touchpoint=touchpoint, status="pending", sent_at=None)
 
-    services.customer_change_email(customer=carrier, email="BO@example.org")
-    services.invitations_send_batch(invitation_ids=[pending.pk])
+    customer_change_email(customer=carrier, email="BO@example.org")
+    invitations_send_batch(invitation_ids=[pending.pk])
 
     pending.refresh_from_db()
     assert pending.status == Invitation.Status.CANCELLED
@@ -77,7 +81,7 @@ def test_a_pending_survey_is_cancelled_when_its_customer_moves_onto_an_erased_ad
 )
 def test_an_erased_address_is_recognised_in_another_spelling(client, api_key, touchpoint, erased, returning):
     customer = Customer.objects.create(email=erased.strip())
-    services.customer_erase(customer=customer)
+    customer_erase(customer=customer)
 
     answer = client.post("/api/v1/invitations", {"touchpoint": "delivery", "email": returning},
                          content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {api_key}")
@@ -91,13 +95,13 @@ def test_rotating_the_secret_key_keeps_the_list_while_the_old_key_is_a_fallback(
     erase("bo@example.org")
 
     settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "second-secret-" + "y" * 50, ["first-secret-" + "x" * 50]
-    assert services.address_is_suppressed("bo@example.org")
-    returning, _ = services.customer_import_row(email="bo@example.org", name="Bo")
+    assert address_is_suppressed("bo@example.org")
+    returning, _ = customer_import_row(email="bo@example.org", name="Bo")
     assert returning.unsubscribed_at is not None
 
     # And only while it is one: the README says to keep the old key there (or to set NPS_HASH_KEY).
     settings.SECRET_KEY_FALLBACKS = []
-    assert not services.address_is_suppressed("bo@example.org")
+    assert not address_is_suppressed("bo@example.org")
 
 
 def test_with_its_own_hash_key_the_list_survives_any_secret_key_rotation(settings):
@@ -107,7 +111,7 @@ def test_with_its_own_hash_key_the_list_survives_any_secret_key_rotation(setting
 
     settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "second-secret-" + "y" * 50, []
 
-    assert services.address_is_suppressed("bo@example.org")
+    assert address_is_suppressed("bo@example.org")
     assert SuppressedAddress.objects.count() == 1
 
 
@@ -115,9 +119,9 @@ def test_an_address_suppressed_after_an_invitation_was_queued_gets_no_invitation
     customer = CustomerFactory(email="late@example.org")
     pending = InvitationFactory(customer=customer, touchpoint=touchpoint, status="pending", sent_at=None)
     # The address was erased elsewhere (another record of the same person, merged) after the survey was queued.
-    SuppressedAddress.objects.create(address_hash=services.address_hash("late@example.org"))
+    SuppressedAddress.objects.create(address_hash=address_hash("late@example.org"))
 
-    services.invitations_send_batch(invitation_ids=[pending.pk])
+    invitations_send_batch(invitation_ids=[pending.pk])
 
     pending.refresh_from_db()
     assert (pending.status, mail.outbox) == (Invitation.Status.CANCELLED, [])
@@ -129,9 +133,9 @@ def test_an_address_suppressed_after_an_invitation_was_queued_gets_no_invitation
 def test_an_address_suppressed_after_the_invitation_went_gets_no_reminder(touchpoint):
     customer = CustomerFactory(email="late@example.org")
     sent = InvitationFactory(customer=customer, touchpoint=touchpoint, remind_after=timezone.now() - timedelta(hours=1))
-    SuppressedAddress.objects.create(address_hash=services.address_hash("late@example.org"))
+    SuppressedAddress.objects.create(address_hash=address_hash("late@example.org"))
 
-    outcome = services.reminder_send(invitation_id=sent.pk)
+    outcome = reminder_send(invitation_id=sent.pk)
 
     assert (outcome, mail.outbox) == ("suppressed", [])
 
@@ -139,10 +143,10 @@ def test_an_address_suppressed_after_the_invitation_went_gets_no_reminder(touchp
 def test_an_address_suppressed_before_the_coupon_went_gets_no_coupon(touchpoint, django_capture_on_commit_callbacks):
     customer = CustomerFactory(email="late@example.org")
     invitation = InvitationFactory(customer=customer, touchpoint=touchpoint)
-    response = services.response_submit(invitation=invitation, score=10)
-    SuppressedAddress.objects.create(address_hash=services.address_hash("late@example.org"))
+    response = response_submit(invitation=invitation, score=10)
+    SuppressedAddress.objects.create(address_hash=address_hash("late@example.org"))
 
-    outcome = services.promoter_reward(response_id=response.pk)
+    outcome = promoter_reward(response_id=response.pk)
 
     assert (outcome, sent_to("late@example.org")) == ("unsubscribed", [])
 
@@ -164,11 +168,11 @@ def test_erasure_suppresses_the_addresses_the_person_had_before(client, api_key,
     client.post("/v1/people.json", {"email": "old@example.org", "email_update": "new@example.org", "send": "false"},
                 **basic(api_key))
 
-    services.customer_erase(customer=Customer.objects.get(email="new@example.org"))
+    customer_erase(customer=Customer.objects.get(email="new@example.org"))
 
-    assert services.address_is_suppressed("old@example.org")
-    assert services.address_is_suppressed("new@example.org")
-    assert not services.address_is_suppressed("other@example.org")
+    assert address_is_suppressed("old@example.org")
+    assert address_is_suppressed("new@example.org")
+    assert not address_is_suppressed("other@example.org")
 
 
 def test_the_upgrade_stores_earlier_addresses_canonically_unless_that_would_merge_two_customers():

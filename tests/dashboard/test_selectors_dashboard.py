@@ -9,8 +9,8 @@ from datetime import date, datetime, time, timedelta
 import pytest
 from django.utils import timezone
 
-from surveys import services
 from surveys.dashboard import selectors as selectors_dashboard
+from surveys.dashboard.services import daily_stats_rebuild, daily_stats_rollup
 from surveys.models import (
     Coupon,
     DailyStat,
@@ -107,16 +107,16 @@ def use_mode(mode: str, today: date) -> None:
         StatsWatermark.objects.all().delete()
         DailyStat.objects.all().delete()
     elif mode == "rollup":
-        services.daily_stats_rollup(full=True)
+        daily_stats_rollup(full=True)
         assert StatsWatermark.objects.get(pk=1).rolled_until == today
     elif mode == "split":
         # Days before today−10 rolled up, today−10 onwards counted live.
         DailyStat.objects.all().delete()
-        services.daily_stats_rebuild(start=today - timedelta(days=400), end=today - timedelta(days=11))
+        daily_stats_rebuild(start=today - timedelta(days=400), end=today - timedelta(days=11))
         watermark_set(today - timedelta(days=10))
     elif mode == "split_after_full_rollup":
         # Rows exist for the live days too: they must not be counted twice.
-        services.daily_stats_rollup(full=True)
+        daily_stats_rollup(full=True)
         watermark_set(today - timedelta(days=10))
 
 
@@ -234,7 +234,7 @@ def test_the_figures_are_the_same_from_the_rollup_and_live(known, today):
 
 
 def test_the_rollup_holds_closed_days_only(known, today):
-    services.daily_stats_rollup(full=True)
+    daily_stats_rollup(full=True)
     day = today - timedelta(days=20)
     row = DailyStat.objects.get(day=day, touchpoint=known["delivery"])
     assert (row.score_10, row.score_9, row.score_8, row.score_3, row.invitations_sent) == (1, 2, 1, 1, 5)
@@ -242,10 +242,10 @@ def test_the_rollup_holds_closed_days_only(known, today):
 
 
 def test_a_late_answer_on_a_rolled_day_is_counted_after_the_next_rollup(known, today):
-    services.daily_stats_rollup(full=True)
+    daily_stats_rollup(full=True)
     yesterday = today - timedelta(days=1)
     respond(known["delivery"], 0, yesterday)
-    services.daily_stats_rollup()  # recounts the last rolled days
+    daily_stats_rollup()  # recounts the last rolled days
     nps = selectors_dashboard.dashboard(start=yesterday, end=yesterday, touchpoint=None)["headline"]["nps"]
     assert (nps.responses, nps.detractors) == (1, 1)
 
@@ -338,7 +338,7 @@ def january():
 @pytest.mark.parametrize("mode", ["live", "rollup", "split"])
 def test_the_trend_is_weekly_for_short_ranges(january, today, mode):
     if mode == "split":
-        services.daily_stats_rebuild(start=date(2025, 1, 1), end=date(2025, 1, 14))
+        daily_stats_rebuild(start=date(2025, 1, 1), end=date(2025, 1, 14))
         watermark_set(date(2025, 1, 15))
     else:
         use_mode(mode, today)
@@ -650,7 +650,7 @@ def test_median_time_to_close_over_rolled_up_days_comes_from_the_daily_histogram
             due_at=response.created_at,
             resolved_at=response.created_at,
         )
-    services.daily_stats_rollup(full=True)
+    daily_stats_rollup(full=True)
 
     summary = selectors_dashboard.follow_up_summary(start=today - timedelta(days=10), end=today, touchpoint=None)
 

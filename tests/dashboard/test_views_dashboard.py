@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from surveys import services
+from surveys.dashboard.services import daily_stats_rollup
 from surveys.models import Coupon, FollowUpCase
 
 from ..factories import CustomerFactory, ResponseFactory, TouchpointFactory
@@ -431,10 +431,10 @@ def test_the_number_of_queries_does_not_grow_with_the_data(manager_client, today
     small = _count_queries(manager_client, url)
     _populate(touchpoints, today, 290, first=10)
     large = _count_queries(manager_client, url)
-    services.daily_stats_rollup(full=True)
+    daily_stats_rollup(full=True)
     rolled = _count_queries(manager_client, url)
     _populate(touchpoints, today, 300, first=300)
-    services.daily_stats_rollup(full=True)
+    daily_stats_rollup(full=True)
     rolled_larger = _count_queries(manager_client, url)
     print(
         f"dashboard {url}: {small} queries with 10 responses, {large} with 300, "

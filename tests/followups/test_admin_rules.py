@@ -15,8 +15,8 @@ from django.contrib.auth.models import Group, Permission, User
 from django.core import mail
 from django.utils import timezone
 
-from surveys import services
 from surveys.dashboard import selectors as selectors_dashboard
+from surveys.dashboard.services import daily_stats_rollup
 from surveys.models import CaseNote, FollowUpCase, StatsDirtyDay
 
 from ..factories import InvitationFactory, ResponseFactory, TouchpointFactory
@@ -130,7 +130,7 @@ def test_resolving_a_case_in_the_admin_has_its_opened_day_recounted(admin_client
 
 def test_a_case_resolved_in_the_admin_counts_as_closed_on_the_dashboard(admin_client, touchpoint):
     case = make_case(touchpoint, days_ago=5)
-    services.daily_stats_rollup()  # the day the case opened is rolled up, with the case still open
+    daily_stats_rollup()  # the day the case opened is rolled up, with the case still open
     today = timezone.localdate()
 
     def closed() -> int:
@@ -141,7 +141,7 @@ def test_a_case_resolved_in_the_admin_counts_as_closed_on_the_dashboard(admin_cl
     assert closed() == 0
 
     save_case(admin_client, case, status="resolved")
-    services.daily_stats_rollup()
+    daily_stats_rollup()
 
     assert closed() == 1
 

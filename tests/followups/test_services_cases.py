@@ -10,8 +10,10 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from surveys import services, tasks
+from surveys import tasks
+from surveys.followups.services import case_alerts_sweep, case_assign, case_note_add, case_status_set
 from surveys.models import CaseNote, FollowUpCase
+from surveys.responses.services import response_submit
 
 from ..factories import InvitationFactory, TouchpointFactory
 
@@ -22,7 +24,7 @@ RECIPIENTS = "lead@example.com, ops@example.com ,"
 def answer(django_capture_on_commit_callbacks):
     def submit(invitation, score, reason=""):
         with django_capture_on_commit_callbacks(execute=True):
-            return services.response_submit(invitation=invitation, score=score, reason=reason)
+            return response_submit(invitation=invitation, score=score, reason=reason)
 
     return submit
 
@@ -128,7 +130,7 @@ def test_without_recipients_no_alert_goes_out_but_the_case_is_opened(answer, cus
     assert mail.outbox == []
     case = FollowUpCase.objects.get()
     assert case.alert_sent_at is not None
-    assert services.case_alerts_sweep() == 0
+    assert case_alerts_sweep() == 0
 
 
 @pytest.mark.django_db
@@ -201,7 +203,7 @@ def case(answer, invitation):
 def test_assigning_records_who_did_it_and_when(case, manager):
     boss = User.objects.create_user("boss")
 
-    services.case_assign(case=case, assignee=manager, by=boss)
+    case_assign(case=case, assignee=manager, by=boss)
 
     case.refresh_from_db()
     assert case.assignee == manager
@@ -213,8 +215,8 @@ def test_assigning_records_who_did_it_and_when(case, manager):
 
 @pytest.mark.django_db
 def test_notes_keep_their_author_and_time_in_order(case, manager):
-    services.case_note_add(case=case, author=manager, text="  Called, no answer.  ")
-    services.case_note_add(case=case, author=manager, text="Called again, apologised, refunded delivery.")
+    case_note_add(case=case, author=manager, text="  Called, no answer.  ")
+    case_note_add(case=case, author=manager, text="Called again, apologised, refunded delivery.")
 
     notes = list(CaseNote.objects.filter(case=case).order_by("created_at", "pk"))
     assert [n.text for n in notes] == ["Called, no answer.", "Called again, apologised, refunded delivery."]
@@ -225,20 +227,20 @@ def test_notes_keep_their_author_and_time_in_order(case, manager):
 @pytest.mark.parametrize("text", ["", "   \n "])
 def test_an_empty_note_is_refused(case, manager, text):
     with pytest.raises(ValidationError):
-        services.case_note_add(case=case, author=manager, text=text)
+        case_note_add(case=case, author=manager, text=text)
 
     assert not CaseNote.objects.exists()
 
 
 @pytest.mark.django_db
 def test_contacted_then_resolved_records_times_and_notes(case, manager):
-    services.case_status_set(case=case, status="contacted", by=manager)
+    case_status_set(case=case, status="contacted", by=manager)
     case.refresh_from_db()
     assert case.status == "contacted"
     assert case.contacted_at is not None
     assert case.resolved_at is None
 
-    services.case_status_set(case=case, status="resolved", by=manager)
+    case_status_set(case=case, status="resolved", by=manager)
 
     contacted_at = case.contacted_at
     case.refresh_from_db()
@@ -253,9 +255,9 @@ def test_contacted_then_resolved_records_times_and_notes(case, manager):
 
 @pytest.mark.django_db
 def test_reopening_a_resolved_case_clears_its_resolved_time(case, manager):
-    services.case_status_set(case=case, status="resolved", by=manager)
+    case_status_set(case=case, status="resolved", by=manager)
 
-    services.case_status_set(case=case, status="open", by=manager)
+    case_status_set(case=case, status="open", by=manager)
 
     case.refresh_from_db()
     assert case.status == "open"
@@ -265,7 +267,7 @@ def test_reopening_a_resolved_case_clears_its_resolved_time(case, manager):
 @pytest.mark.django_db
 def test_an_unknown_status_is_refused(case, manager):
     with pytest.raises(ValidationError):
-        services.case_status_set(case=case, status="closed", by=manager)
+        case_status_set(case=case, status="closed", by=manager)
 
     case.refresh_from_db()
     assert case.status == "open"
@@ -278,7 +280,7 @@ def test_a_case_past_its_due_time_and_unresolved_is_overdue(case, manager):
     case.refresh_from_db()
     assert case.is_overdue
 
-    services.case_status_set(case=case, status="resolved", by=manager)
+    case_status_set(case=case, status="resolved", by=manager)
 
     case.refresh_from_db()
     assert not case.is_overdue
@@ -299,8 +301,8 @@ def test_an_alert_that_failed_is_sent_once_by_the_sweep(answer, invitation, smtp
 
     smtp_settings.handler.fail_next = 0
     FollowUpCase.objects.filter(pk=case.pk).update(opened_at=timezone.now() - timedelta(minutes=5))
-    assert services.case_alerts_sweep() == 1
-    assert services.case_alerts_sweep() == 0
+    assert case_alerts_sweep() == 1
+    assert case_alerts_sweep() == 0
     assert tasks.case_alert_task.delay(case.pk).get() == "not-claimed"
 
     messages = received(smtp_settings)

@@ -9,8 +9,9 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from surveys import services
 from surveys.dashboard import selectors as selectors_dashboard
+from surveys.dashboard.services import daily_stats_rollup
+from surveys.followups.services import case_alerts_sweep
 from surveys.models import (
     Coupon,
     Customer,
@@ -23,6 +24,8 @@ from surveys.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from surveys.privacy.services import customer_erase
+from surveys.promoters.services import promoters_sweep
 
 from ..factories import CustomerFactory, TouchpointFactory
 
@@ -416,7 +419,7 @@ def test_imported_responses_stay_in_the_dashboard_after_the_rollup(touchpoint, c
     run(csv_file(DELIGHTED_EXPORT), "--touchpoint", "web")
     live = march_headline()
 
-    services.daily_stats_rollup()
+    daily_stats_rollup()
 
     assert DailyStat.objects.filter(day=date(2024, 3, 1), score_10=1).exists()
     rolled = march_headline()
@@ -425,7 +428,7 @@ def test_imported_responses_stay_in_the_dashboard_after_the_rollup(touchpoint, c
 
 
 def test_history_imported_after_a_rollup_is_counted_at_once(touchpoint, csv_file):
-    services.daily_stats_rollup()  # the dashboard now reads closed days from the rollup
+    daily_stats_rollup()  # the dashboard now reads closed days from the rollup
 
     run(csv_file(DELIGHTED_EXPORT), "--touchpoint", "web")
 
@@ -447,8 +450,8 @@ def test_imported_history_sets_nothing_in_motion(touchpoint, csv_file, django_ca
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         status, _, _ = run(csv_file(content), "--touchpoint", "web")
-    services.promoters_sweep()
-    services.case_alerts_sweep()
+    promoters_sweep()
+    case_alerts_sweep()
 
     assert status == 0
     assert Response.objects.count() == 3
@@ -490,7 +493,7 @@ def test_a_dry_run_after_an_import_reports_the_rows_as_already_imported(touchpoi
 
 def test_an_erased_address_is_not_imported(touchpoint, csv_file):
     ann = CustomerFactory(email="ann@example.com")
-    services.customer_erase(customer=ann)
+    customer_erase(customer=ann)
     content = (
         "email,score,comment,created_at\n"
         "ANN@Example.com,9,Ann's words,2024-05-01T09:30:00Z\n"

@@ -11,9 +11,10 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from surveys import services
+from surveys.customers.services import customer_unsubscribe
 from surveys.imports import customers as imports
 from surveys.models import Customer, Invitation, SurveySkip
+from surveys.privacy.services import customer_erase
 
 from ..factories import CustomerFactory, InvitationFactory, TouchpointFactory
 
@@ -382,7 +383,7 @@ def test_with_send_each_imported_customer_gets_the_survey(touchpoint, django_cap
 
 def test_with_send_policy_still_applies_and_skips_are_counted_by_reason(touchpoint, django_capture_on_commit_callbacks):
     gone = CustomerFactory(email="gone@example.com")
-    services.customer_unsubscribe(customer=gone)
+    customer_unsubscribe(customer=gone)
     recent = CustomerFactory(email="recent@example.com")
     InvitationFactory(customer=recent, touchpoint=TouchpointFactory())
 
@@ -613,7 +614,7 @@ def test_rows_in_one_chunk_see_what_the_rows_before_them_wrote(touchpoint, monke
 
 def test_a_customer_created_anew_for_an_erased_address_starts_unsubscribed(touchpoint):
     erased = CustomerFactory(email="gone@example.com")
-    services.customer_erase(customer=erased)
+    customer_erase(customer=erased)
 
     summary, errors = _import("email,name\nGONE@example.com,Back\nnew@example.com,New\n", touchpoint)
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from surveys import services
+from surveys.invitations.services import invitation_request, invitations_enqueue, reminders_sweep
 from surveys.models import Invitation
 from surveys.tasks import reminders_send_batch_task
 from tests.conftest import ConnectionCountingHandler, _free_port
@@ -64,7 +64,7 @@ def _wait_for(condition, *, timeout: float = 20, what: str = "condition"):
 def _invitations_requested(touchpoint, count: int) -> list[int]:
     ids = []
     for customer in CustomerFactory.create_batch(count):
-        outcome = services.invitation_request(
+        outcome = invitation_request(
             touchpoint=touchpoint, customer=customer, source=Invitation.Source.IMPORT, enqueue=False
         )
         assert not outcome.skipped, outcome.skip_reason
@@ -85,7 +85,7 @@ def test_120_invitations_travel_in_3_broker_messages_and_arrive_over_a_few_conne
     assert not BATCH_TASK_RECEIVED.search(celery_worker.log()[log_before:])
     assert Invitation.objects.filter(pk__in=ids, status=Invitation.Status.PENDING).count() == 120
 
-    batches = services.invitations_enqueue(ids)
+    batches = invitations_enqueue(ids)
 
     assert batches == math.ceil(120 / batch_size) == 3
     messages = worker_smtp.wait_for_messages("/s/", count=120, timeout=60)
@@ -117,9 +117,9 @@ def test_a_due_reminder_is_sent_once_and_a_second_sweep_sends_nothing(batch_size
     worker_smtp.handler.reset()
     touchpoint = TouchpointFactory(name="Store visit", slug="store-visit", reminder_delay_days=1)
     customer = CustomerFactory(email="rita@example.com", name="Rita Moreno")
-    invitation = services.invitation_request(touchpoint=touchpoint, customer=customer, enqueue=False).invitation
+    invitation = invitation_request(touchpoint=touchpoint, customer=customer, enqueue=False).invitation
     marker = f"/s/{invitation.token}/"
-    services.invitations_enqueue([invitation.pk])
+    invitations_enqueue([invitation.pk])
     [first] = worker_smtp.wait_for_messages(marker, count=1)
     invitation = _wait_for(
         lambda: Invitation.objects.filter(pk=invitation.pk, status=Invitation.Status.SENT).first(),
@@ -130,10 +130,10 @@ def test_a_due_reminder_is_sent_once_and_a_second_sweep_sends_nothing(batch_size
     assert invitation.reminded_at is None
 
     # Not due yet: the sweep finds nothing.
-    assert services.reminders_sweep() == {"enqueued": 0}
+    assert reminders_sweep() == {"enqueued": 0}
 
     Invitation.objects.filter(pk=invitation.pk).update(remind_after=timezone.now() - timedelta(minutes=1))
-    assert services.reminders_sweep() == {"enqueued": 1}
+    assert reminders_sweep() == {"enqueued": 1}
 
     messages = worker_smtp.wait_for_messages(marker, count=2)
     reminder = messages[1]
@@ -146,7 +146,7 @@ def test_a_due_reminder_is_sent_once_and_a_second_sweep_sends_nothing(batch_size
     assert invitation.status == Invitation.Status.SENT
 
     # A second sweep enqueues nothing, and a redelivered reminder message claims nothing.
-    assert services.reminders_sweep() == {"enqueued": 0}
+    assert reminders_sweep() == {"enqueued": 0}
     redelivered = reminders_send_batch_task.delay([invitation.pk])
     assert celery_worker.task_result(redelivered.id) == "{'not-claimed': 1}"
     celery_worker.wait_idle()
@@ -171,13 +171,13 @@ def test_the_worker_keeps_its_database_connections_from_batch_to_batch(batch_siz
     touchpoint = TouchpointFactory(name="Home delivery", slug="delivery")
     worker_smtp.handler.reset()
     first = _invitations_requested(touchpoint, 4 * batch_size)
-    services.invitations_enqueue(first)
+    invitations_enqueue(first)
     worker_smtp.wait_for_messages("/s/", count=len(first), timeout=60)
     celery_worker.wait_idle()
     kept = _worker_database_sessions()
 
     second = _invitations_requested(touchpoint, 4 * batch_size)
-    services.invitations_enqueue(second)
+    invitations_enqueue(second)
     worker_smtp.wait_for_messages("/s/", count=len(first) + len(second), timeout=60)
     celery_worker.wait_idle()
 

@@ -32,8 +32,10 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from nps_app import celery_app
-from surveys import services
+from surveys.core.sweeps import SWEEP_GRACE
+from surveys.invitations.services import STUCK_SENDING_AFTER, invitations_enqueue, invitations_sweep
 from surveys.models import Category, Coupon, Customer, Invitation, Response
+from surveys.promoters.services import promoters_sweep
 from tests.conftest import _free_port
 from tests.factories import CustomerFactory, InvitationFactory
 
@@ -169,8 +171,8 @@ def test_redis_down_answers_are_saved_and_every_fresh_promoter_gets_one_coupon_a
     # The broker is back; beat's promoters sweep finds every fresh promoter without a coupon.
     redis_stopped()  # restores the broker
     worker = celery_workers.start()
-    responses.update(created_at=F("created_at") - services.SWEEP_GRACE - timedelta(minutes=1))
-    swept = services.promoters_sweep()
+    responses.update(created_at=F("created_at") - SWEEP_GRACE - timedelta(minutes=1))
+    swept = promoters_sweep()
     _wait_for(
         lambda: responses.filter(coupon_settled_at__isnull=True).count(),
         lambda unsettled: unsettled == 0,
@@ -185,7 +187,7 @@ def test_redis_down_answers_are_saved_and_every_fresh_promoter_gets_one_coupon_a
     assert per_response == Counter({response.pk: 1 for response in responses})
     assert emailed_to == Counter({invitation.customer.email: 1 for invitation in invitations})
     assert not Coupon.objects.filter(emailed_at__isnull=True).exists()
-    assert services.promoters_sweep() == {"window_closed": 0, "enqueued": 0}
+    assert promoters_sweep() == {"window_closed": 0, "enqueued": 0}
 
 
 # --- A worker SIGKILLed in the middle of a batch of invitations -------------------------------
@@ -228,7 +230,7 @@ def test_a_worker_killed_mid_batch_loses_no_invitation_and_sends_at_most_one_twi
         Invitation(customer=customer, touchpoint=touchpoint, expires_at=expires_at) for customer in customers
     )
     ids = [invitation.pk for invitation in invitations]
-    batches = services.invitations_enqueue(ids)
+    batches = invitations_enqueue(ids)
 
     first = celery_workers.start()
     worker_smtp.wait_for_messages("", count=KILL_AFTER_EMAILS, timeout=30)
@@ -254,10 +256,10 @@ def test_a_worker_killed_mid_batch_loses_no_invitation_and_sends_at_most_one_twi
             break
         assert time.monotonic() < deadline, f"{unsent.count()} invitations still unsent after sweeps {sweeps}"
         unsent.filter(status=Invitation.Status.SENDING).update(
-            claimed_at=F("claimed_at") - services.STUCK_SENDING_AFTER - timedelta(minutes=1)
+            claimed_at=F("claimed_at") - STUCK_SENDING_AFTER - timedelta(minutes=1)
         )
-        unsent.update(send_after=F("send_after") - services.SWEEP_GRACE - timedelta(minutes=1))
-        sweeps.append(services.invitations_sweep())
+        unsent.update(send_after=F("send_after") - SWEEP_GRACE - timedelta(minutes=1))
+        sweeps.append(invitations_sweep())
 
     second.wait_idle()
     emailed = Counter(message["To"] for message in worker_smtp.messages())

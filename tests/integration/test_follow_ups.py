@@ -9,9 +9,9 @@ import pytest
 import redis
 
 from nps_app import celery_app
-from surveys import services
 from surveys.core import dispatch as follow_ups
 from surveys.models import Coupon, FollowUpCase, WebhookDelivery, WebhookEndpoint
+from surveys.responses.services import response_submit
 from tests.factories import CustomerFactory, InvitationFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -57,7 +57,7 @@ def test_a_burst_of_answers_leaves_in_one_message_and_every_follow_up_is_sent_on
     ]
 
     for n, invitation in enumerate(invitations):
-        services.response_submit(invitation=invitation, score=10 if n < PROMOTERS else 2)
+        response_submit(invitation=invitation, score=10 if n < PROMOTERS else 2)
     _handed_over(broker, follow_up_set, PROMOTERS + DETRACTORS, celery_workers.queue)
 
     queued = _messages_in(broker, celery_workers.queue)
@@ -85,7 +85,7 @@ def test_answers_still_get_their_follow_ups_when_the_set_is_unreachable(
     settings.CACHE_URL = "redis://127.0.0.1:1/0"  # nothing listens there: published one by one instead
     invitation = InvitationFactory(touchpoint=touchpoint)
 
-    services.response_submit(invitation=invitation, score=9)
+    response_submit(invitation=invitation, score=9)
     follow_ups.flush()  # whatever the process's hander-over thread has not done yet
 
     queued = _messages_in(broker, celery_workers.queue)

@@ -17,8 +17,10 @@ import redis
 from django.db.models import Count, F
 from django.utils import timezone
 
-from surveys import services
+from surveys.core.sweeps import EMAIL_CLAIM_TIMEOUT, SWEEP_GRACE
 from surveys.models import Category, Coupon, ReferralLink, Response
+from surveys.promoters.services import promoters_sweep
+from surveys.responses.services import response_submit
 from surveys.tasks import promoter_reward_task
 from tests.factories import CustomerFactory, InvitationFactory
 from tests.integration.conftest import WORKER_SITE_URL
@@ -53,7 +55,7 @@ def _text_and_html(message) -> tuple[str, str]:
 def _past_the_sweep_grace(*response_ids: int) -> None:
     """The sweep leaves answers younger than its grace period to their own task; let that time pass."""
     Response.objects.filter(pk__in=response_ids).update(
-        created_at=timezone.now() - services.SWEEP_GRACE - timedelta(minutes=1)
+        created_at=timezone.now() - SWEEP_GRACE - timedelta(minutes=1)
     )
 
 
@@ -99,7 +101,7 @@ def test_a_promoter_answer_gets_one_coupon_email_from_the_worker(client, touchpo
 def test_smtp_outage_then_the_sweep_emails_the_coupon_once(touchpoint, celery_worker, worker_smtp):
     worker_smtp.stop()
     invitation = InvitationFactory(touchpoint=touchpoint)
-    response = services.response_submit(invitation=invitation, score=9, reason="Good value.")
+    response = response_submit(invitation=invitation, score=9, reason="Good value.")
 
     # The worker issued the coupon, could not send it, recorded why and scheduled a retry.
     coupon = _wait_for(
@@ -119,7 +121,7 @@ def test_smtp_outage_then_the_sweep_emails_the_coupon_once(touchpoint, celery_wo
     # SMTP is back. The answer is older than the sweep's grace period, well inside 30 days.
     worker_smtp.start()
     _past_the_sweep_grace(response.pk)
-    assert services.promoters_sweep() == {"window_closed": 0, "enqueued": 1}
+    assert promoters_sweep() == {"window_closed": 0, "enqueued": 1}
 
     [message] = worker_smtp.wait_for_messages(coupon.code)
     assert message["To"] == invitation.customer.email
@@ -135,7 +137,7 @@ def test_smtp_outage_then_the_sweep_emails_the_coupon_once(touchpoint, celery_wo
 
     # A redelivered task, or the next sweep, finds nothing left to do.
     assert celery_worker.task_result(promoter_reward_task.delay(response.pk).id) == "nothing-to-do"
-    assert services.promoters_sweep() == {"window_closed": 0, "enqueued": 0}
+    assert promoters_sweep() == {"window_closed": 0, "enqueued": 0}
     celery_worker.wait_idle()
     assert len(worker_smtp.messages()) == 1
 
@@ -165,7 +167,7 @@ def test_a_worker_killed_mid_batch_loses_no_coupon_and_issues_no_second_code(
     ]
     # 200 answers, each committed on its own, publish 200 messages before a worker
     # runs, so the batch is still in full swing when the worker is killed.
-    responses = [services.response_submit(invitation=invitation, score=9) for invitation in invitations]
+    responses = [response_submit(invitation=invitation, score=9) for invitation in invitations]
     assert _queued(broker, celery_workers.queue) == BATCH
 
     first = celery_workers.start()
@@ -193,9 +195,9 @@ def test_a_worker_killed_mid_batch_loses_no_coupon_and_issues_no_second_code(
         assert time.monotonic() < deadline, f"{unsettled.count()} promoters still unsettled after {sweeps}"
         _past_the_sweep_grace(*unsettled.values_list("pk", flat=True))
         claims_taken_back += Coupon.objects.filter(emailed_at__isnull=True, email_claimed_at__isnull=False).update(
-            email_claimed_at=F("email_claimed_at") - services.EMAIL_CLAIM_TIMEOUT - timedelta(minutes=1)
+            email_claimed_at=F("email_claimed_at") - EMAIL_CLAIM_TIMEOUT - timedelta(minutes=1)
         )
-        sweeps.append(services.promoters_sweep())
+        sweeps.append(promoters_sweep())
 
     customers = [invitation.customer_id for invitation in invitations]
     per_customer = dict(

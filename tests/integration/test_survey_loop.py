@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.utils import timezone
 
-from surveys import services
+from surveys.invitations.services import invitation_request, invitations_sweep
 from surveys.models import Invitation, Response
 from surveys.tasks import invitations_send_batch_task
 from tests.factories import CustomerFactory
@@ -103,7 +103,7 @@ def test_api_invitation_is_emailed_by_the_worker_and_answered(client, api_key, t
 
 def test_redelivered_send_tasks_never_email_twice(touchpoint, celery_worker, worker_smtp):
     customer = CustomerFactory()
-    outcome = services.invitation_request(touchpoint=touchpoint, customer=customer)
+    outcome = invitation_request(touchpoint=touchpoint, customer=customer)
     invitation = outcome.invitation
     worker_smtp.wait_for_messages(_survey_marker(invitation))
     _wait_for_invitation(invitation.pk, status=lambda status: status == Invitation.Status.SENT)
@@ -116,7 +116,7 @@ def test_redelivered_send_tasks_never_email_twice(touchpoint, celery_worker, wor
     assert (invitation.status, invitation.send_attempts) == (Invitation.Status.SENT, 1)
 
     # Three copies of the same message at once, on two worker processes: one claim wins.
-    later = services.invitation_request(
+    later = invitation_request(
         touchpoint=touchpoint, customer=CustomerFactory(), send_after=timezone.now() + timedelta(hours=1)
     ).invitation
     copies = [invitations_send_batch_task.delay([later.pk]) for _ in range(3)]
@@ -132,7 +132,7 @@ def test_smtp_outage_leaves_invitation_pending_and_it_is_sent_once_when_smtp_is_
     touchpoint, celery_worker, worker_smtp
 ):
     worker_smtp.stop()
-    invitation = services.invitation_request(touchpoint=touchpoint, customer=CustomerFactory()).invitation
+    invitation = invitation_request(touchpoint=touchpoint, customer=CustomerFactory()).invitation
 
     # The worker tried, failed to connect, recorded why and scheduled a retry.
     invitation = _wait_for_invitation(invitation.pk, last_error=bool, send_attempts=lambda n: n == 1)
@@ -146,7 +146,7 @@ def test_smtp_outage_leaves_invitation_pending_and_it_is_sent_once_when_smtp_is_
     # and run the beat sweep, which re-enqueues due pending invitations.
     worker_smtp.start()
     Invitation.objects.filter(pk=invitation.pk).update(send_after=timezone.now() - timedelta(minutes=1))
-    assert services.invitations_sweep() == {"reclaimed": 0, "enqueued": 1}
+    assert invitations_sweep() == {"reclaimed": 0, "enqueued": 1}
 
     worker_smtp.wait_for_messages(_survey_marker(invitation))
     invitation = _wait_for_invitation(invitation.pk, status=lambda status: status == Invitation.Status.SENT)

@@ -7,7 +7,8 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from surveys import services
+from surveys.access.services import api_key_create, api_key_revoke
+from surveys.customers.services import customer_unsubscribe
 from surveys.models import Customer, IdempotencyRecord, Invitation, SurveySkip
 
 from ..factories import CustomerFactory, InvitationFactory, TouchpointFactory
@@ -109,7 +110,7 @@ def test_it_reuses_an_existing_customer(api_client, customer, touchpoint):
 
 @pytest.mark.django_db
 def test_it_skips_an_unsubscribed_customer(api_client, customer, touchpoint, django_capture_on_commit_callbacks):
-    services.customer_unsubscribe(customer=customer)
+    customer_unsubscribe(customer=customer)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = post(api_client, {"touchpoint": "delivery", "email": "jane@example.com"})
@@ -177,8 +178,8 @@ def test_it_rejects_a_bad_api_key(client, api_key, touchpoint, authorization):
 
 @pytest.mark.django_db
 def test_it_rejects_a_revoked_api_key(client, touchpoint):
-    api_key, raw_key = services.api_key_create(name="Old helpdesk")
-    services.api_key_revoke(api_key=api_key)
+    api_key, raw_key = api_key_create(name="Old helpdesk")
+    api_key_revoke(api_key=api_key)
 
     response = post(client, {"touchpoint": "delivery", "email": "ann@example.com"}, Authorization=f"Bearer {raw_key}")
 
@@ -336,7 +337,7 @@ def test_a_repeat_with_the_same_idempotency_key_replays_the_first_answer(
 def test_a_repeated_skip_replays_the_skip_and_records_nothing_more(
     api_client, customer, touchpoint, django_capture_on_commit_callbacks
 ):
-    services.customer_unsubscribe(customer=customer)
+    customer_unsubscribe(customer=customer)
     body = {"touchpoint": "delivery", "email": "jane@example.com"}
     with django_capture_on_commit_callbacks(execute=True):
         first = post(api_client, body, **{"Idempotency-Key": "ticket-55"})
@@ -353,7 +354,7 @@ def test_a_repeated_skip_replays_the_skip_and_records_nothing_more(
 def test_the_replay_stands_even_when_the_situation_changed(api_client, customer, touchpoint):
     body = {"touchpoint": "delivery", "email": "jane@example.com"}
     first = post(api_client, body, **{"Idempotency-Key": "k1"})
-    services.customer_unsubscribe(customer=customer)
+    customer_unsubscribe(customer=customer)
 
     second = post(api_client, body, **{"Idempotency-Key": "k1"})
 
@@ -382,7 +383,7 @@ def test_the_same_idempotency_key_from_another_api_key_is_independent(
     api_client, client, django_capture_on_commit_callbacks
 ):
     TouchpointFactory(slug="delivery", cooldown_days=0)
-    _, other_key = services.api_key_create(name="POS")
+    _, other_key = api_key_create(name="POS")
     body = {"touchpoint": "delivery", "email": "ann@example.com"}
     first = post(api_client, body, **{"Idempotency-Key": "same"})
 

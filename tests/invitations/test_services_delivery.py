@@ -15,8 +15,19 @@ from django.core import mail
 from django.db import connection
 from django.utils import timezone
 
-from surveys import services
+from surveys.core.sweeps import SendFailed
+from surveys.customers.services import customer_unsubscribe
+from surveys.invitations.services import (
+    invitations_enqueue,
+    invitations_expire,
+    invitations_send_batch,
+    reminder_send,
+    reminders_send_batch,
+    reminders_sweep,
+    send_quota_take,
+)
 from surveys.models import Invitation, Response, SendWindow
+from surveys.responses.services import response_submit
 
 from ..conftest import ConnectionCountingHandler, _free_port, require_postgresql
 from ..factories import (
@@ -114,7 +125,7 @@ def test_it_enqueues_invitations_a_batch_per_broker_message(settings, broker_mes
     settings.NPS_SEND_BATCH_SIZE = 3
     invitations = pending(7)
 
-    batches = services.invitations_enqueue(ids(invitations))
+    batches = invitations_enqueue(ids(invitations))
 
     assert batches == 3
     assert [(task, args) for task, args, _ in broker_messages] == [
@@ -125,14 +136,14 @@ def test_it_enqueues_invitations_a_batch_per_broker_message(settings, broker_mes
 
 
 def test_enqueueing_nothing_publishes_nothing(broker_messages):
-    assert services.invitations_enqueue([]) == 0
+    assert invitations_enqueue([]) == 0
     assert broker_messages == []
 
 
 def test_the_default_batch_is_fifty_invitations_per_message(broker_messages):
     invitations = pending(51)
 
-    services.invitations_enqueue(ids(invitations))
+    invitations_enqueue(ids(invitations))
 
     assert [len(args[0]) for _, args, _ in broker_messages] == [50, 1]
 
@@ -143,7 +154,7 @@ def test_the_default_batch_is_fifty_invitations_per_message(broker_messages):
 def test_a_batch_is_sent_over_one_smtp_connection(smtp):
     invitations = pending(5)
 
-    outcome = services.invitations_send_batch(invitation_ids=ids(invitations))
+    outcome = invitations_send_batch(invitation_ids=ids(invitations))
 
     assert outcome.results == {"sent": 5}
     assert outcome.deferred == []
@@ -157,7 +168,7 @@ def test_invitations_enqueued_together_share_a_connection_per_batch(settings, sm
     settings.NPS_SEND_BATCH_SIZE = 2
     invitations = pending(5)
 
-    services.invitations_enqueue(ids(invitations))  # tasks run inline in unit tests
+    invitations_enqueue(ids(invitations))  # tasks run inline in unit tests
 
     assert len(smtp.messages) == 5
     assert smtp.connections == 3
@@ -167,9 +178,9 @@ def test_invitations_enqueued_together_share_a_connection_per_batch(settings, sm
 
 def test_a_batch_never_sends_an_invitation_twice(smtp):
     first, second = pending(2)
-    services.invitations_send_batch(invitation_ids=[first.pk])
+    invitations_send_batch(invitation_ids=[first.pk])
 
-    outcome = services.invitations_send_batch(invitation_ids=[first.pk, second.pk, second.pk])
+    outcome = invitations_send_batch(invitation_ids=[first.pk, second.pk, second.pk])
 
     assert sorted(smtp.recipients) == ["c0@example.com", "c1@example.com"]
     assert outcome.results["sent"] == 1
@@ -178,11 +189,11 @@ def test_a_batch_never_sends_an_invitation_twice(smtp):
 
 def test_a_batch_skips_an_unsubscribed_customer_and_sends_the_rest(smtp):
     invitations = pending(3)
-    services.customer_unsubscribe(customer=invitations[1].customer)
+    customer_unsubscribe(customer=invitations[1].customer)
     # Unsubscribing cancels pending invitations; one claimed just before is cancelled at send time.
     Invitation.objects.filter(pk=invitations[1].pk).update(status=Invitation.Status.PENDING)
 
-    outcome = services.invitations_send_batch(invitation_ids=ids(invitations))
+    outcome = invitations_send_batch(invitation_ids=ids(invitations))
 
     assert sorted(smtp.recipients) == ["c0@example.com", "c2@example.com"]
     assert statuses(invitations) == ["sent", "cancelled", "sent"]
@@ -193,7 +204,7 @@ def test_a_refused_recipient_fails_alone_and_the_batch_goes_on(smtp):
     invitations = pending(3)
     smtp.refuse.add("c1@example.com")
 
-    outcome = services.invitations_send_batch(invitation_ids=ids(invitations))
+    outcome = invitations_send_batch(invitation_ids=ids(invitations))
 
     assert sorted(smtp.recipients) == ["c0@example.com", "c2@example.com"]
     assert smtp.connections == 1
@@ -207,8 +218,8 @@ def test_an_smtp_failure_stops_the_batch_and_names_the_invitations_left(smtp):
     invitations = pending(5)
     smtp.defer_once.add("c2@example.com")
 
-    with pytest.raises(services.SendFailed) as failure:
-        services.invitations_send_batch(invitation_ids=ids(invitations))
+    with pytest.raises(SendFailed) as failure:
+        invitations_send_batch(invitation_ids=ids(invitations))
 
     assert failure.value.remaining == ids(invitations)[2:]
     assert sorted(smtp.recipients) == ["c0@example.com", "c1@example.com"]
@@ -221,8 +232,8 @@ def test_an_unreachable_smtp_server_fails_the_whole_batch_for_a_retry(settings):
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", _free_port()  # nobody listens there
     invitations = pending(3)
 
-    with pytest.raises(services.SendFailed) as failure:
-        services.invitations_send_batch(invitation_ids=ids(invitations))
+    with pytest.raises(SendFailed) as failure:
+        invitations_send_batch(invitation_ids=ids(invitations))
 
     assert failure.value.remaining == ids(invitations)
     assert statuses(invitations) == ["pending"] * 3
@@ -234,7 +245,7 @@ def test_a_batch_of_invitations_that_no_longer_exist_sends_nothing(smtp):
     gone = ids(invitations)
     Invitation.objects.all().delete()
 
-    outcome = services.invitations_send_batch(invitation_ids=gone)
+    outcome = invitations_send_batch(invitation_ids=gone)
 
     assert outcome.results == {"not-claimed": 2}
     assert smtp.messages == []
@@ -248,7 +259,7 @@ def test_the_rate_cap_sends_up_to_the_cap_and_defers_the_rest(settings, smtp):
     invitations = pending(5)
     away_from_a_minute_boundary()
 
-    outcome = services.invitations_send_batch(invitation_ids=ids(invitations))
+    outcome = invitations_send_batch(invitation_ids=ids(invitations))
 
     assert outcome.results == {"sent": 3}
     assert outcome.deferred == ids(invitations)[3:]
@@ -261,8 +272,8 @@ def test_the_rate_cap_is_shared_by_every_batch_in_the_same_minute(settings, smtp
     first, second = pending(2), pending(2, prefix="d")
     away_from_a_minute_boundary()
 
-    services.invitations_send_batch(invitation_ids=ids(first))
-    outcome = services.invitations_send_batch(invitation_ids=ids(second))
+    invitations_send_batch(invitation_ids=ids(first))
+    outcome = invitations_send_batch(invitation_ids=ids(second))
 
     assert outcome.results == {"sent": 1}
     assert outcome.deferred == ids(second)[1:]
@@ -278,14 +289,14 @@ def test_a_new_minute_brings_a_new_allowance(settings):
     this_minute = timezone.now().replace(second=0, microsecond=0)
     SendWindow.objects.create(minute=this_minute - timedelta(minutes=1), sent=2)
 
-    assert [services.send_quota_take() for _ in range(3)] == [True, True, False]
+    assert [send_quota_take() for _ in range(3)] == [True, True, False]
     assert SendWindow.objects.get(minute=this_minute).sent == 2
 
 
 def test_without_a_cap_every_email_may_go(settings):
     settings.NPS_SEND_RATE_PER_MINUTE = 0
 
-    assert all(services.send_quota_take() for _ in range(100))
+    assert all(send_quota_take() for _ in range(100))
     assert not SendWindow.objects.exists()
 
 
@@ -316,7 +327,7 @@ def test_workers_taking_from_the_cap_at_once_never_exceed_it(settings):
     settings.NPS_SEND_RATE_PER_MINUTE = 25
     away_from_a_minute_boundary()
 
-    results = _at_once(8, lambda: [services.send_quota_take() for _ in range(10)])
+    results = _at_once(8, lambda: [send_quota_take() for _ in range(10)])
 
     assert sum(taken.count(True) for taken in results) == 25
     assert SendWindow.objects.get().sent == 25
@@ -326,7 +337,7 @@ def test_workers_taking_from_the_cap_at_once_never_exceed_it(settings):
 def test_workers_given_the_same_batch_at_once_send_each_invitation_once():
     invitations = pending(6)
 
-    _at_once(4, lambda: services.invitations_send_batch(invitation_ids=ids(invitations)))
+    _at_once(4, lambda: invitations_send_batch(invitation_ids=ids(invitations)))
 
     assert sorted(message.to[0] for message in mail.outbox) == [f"c{i}@example.com" for i in range(6)]
     assert statuses(invitations) == ["sent"] * 6
@@ -340,7 +351,7 @@ def test_reminders_count_against_the_same_cap(settings, smtp):
     ]
     away_from_a_minute_boundary()
 
-    outcome = services.reminders_send_batch(invitation_ids=ids(due))
+    outcome = reminders_send_batch(invitation_ids=ids(due))
 
     assert outcome.results == {"sent": 1}
     assert outcome.deferred == [due[1].pk]
@@ -353,7 +364,7 @@ def test_reminders_count_against_the_same_cap(settings, smtp):
 def test_sending_sets_when_the_reminder_is_due_from_the_touchpoints_delay(smtp):
     [invitation] = pending(1, touchpoint=TouchpointFactory(reminder_delay_days=3))
 
-    services.invitations_send_batch(invitation_ids=[invitation.pk])
+    invitations_send_batch(invitation_ids=[invitation.pk])
 
     invitation.refresh_from_db()
     assert invitation.remind_after == invitation.sent_at + timedelta(days=3)
@@ -363,7 +374,7 @@ def test_sending_sets_when_the_reminder_is_due_from_the_touchpoints_delay(smtp):
 def test_no_reminder_is_planned_when_the_touchpoint_has_no_delay(smtp):
     [invitation] = pending(1, touchpoint=TouchpointFactory(reminder_delay_days=0))
 
-    services.invitations_send_batch(invitation_ids=[invitation.pk])
+    invitations_send_batch(invitation_ids=[invitation.pk])
 
     invitation.refresh_from_db()
     assert invitation.status == Invitation.Status.SENT
@@ -401,7 +412,7 @@ def reminder_cases(touchpoint):
 
 
 def test_the_sweep_reminds_only_due_unanswered_open_invitations_not_yet_reminded(reminder_cases):
-    result = services.reminders_sweep()
+    result = reminders_sweep()
 
     assert result == {"enqueued": 1}
     assert [message.to for message in mail.outbox] == [["due@example.com"]]
@@ -414,7 +425,7 @@ def test_the_sweep_reminds_only_due_unanswered_open_invitations_not_yet_reminded
 def test_the_reminder_says_it_is_a_reminder_and_links_to_the_same_survey(reminder_cases):
     invitation = reminder_cases["due"]
 
-    services.reminders_sweep()
+    reminders_sweep()
 
     [message] = mail.outbox
     assert message.subject == "Due, a reminder: how did we do?"
@@ -424,20 +435,20 @@ def test_the_reminder_says_it_is_a_reminder_and_links_to_the_same_survey(reminde
 
 
 def test_a_second_sweep_sends_no_second_reminder(reminder_cases):
-    services.reminders_sweep()
+    reminders_sweep()
     mail.outbox.clear()
 
-    assert services.reminders_sweep() == {"enqueued": 0}
-    assert services.reminder_send(invitation_id=reminder_cases["due"].pk) == "not-claimed"
+    assert reminders_sweep() == {"enqueued": 0}
+    assert reminder_send(invitation_id=reminder_cases["due"].pk) == "not-claimed"
     assert mail.outbox == []
 
 
 def test_a_customer_who_unsubscribed_gets_no_reminder(reminder_cases):
     due = reminder_cases["due"]
-    services.customer_unsubscribe(customer=due.customer)
+    customer_unsubscribe(customer=due.customer)
 
-    services.reminders_sweep()
-    services.reminders_sweep()
+    reminders_sweep()
+    reminders_sweep()
 
     assert mail.outbox == []
     due.refresh_from_db()
@@ -446,10 +457,10 @@ def test_a_customer_who_unsubscribed_gets_no_reminder(reminder_cases):
 
 def test_an_invitation_answered_after_the_sweep_picked_it_gets_no_reminder(reminder_cases):
     due = reminder_cases["due"]
-    services.response_submit(invitation=due, score=9)
+    response_submit(invitation=due, score=9)
     mail.outbox.clear()
 
-    assert services.reminder_send(invitation_id=due.pk) == "not-claimed"
+    assert reminder_send(invitation_id=due.pk) == "not-claimed"
     assert mail.outbox == []
 
 
@@ -457,14 +468,14 @@ def test_an_smtp_failure_releases_the_reminder_for_the_next_sweep(smtp, reminder
     due = reminder_cases["due"]
     smtp.fail_next = 1
 
-    with pytest.raises(services.SendFailed):
-        services.reminder_send(invitation_id=due.pk)
+    with pytest.raises(SendFailed):
+        reminder_send(invitation_id=due.pk)
 
     due.refresh_from_db()
     assert due.reminded_at is None
     assert smtp.messages == []
 
-    services.reminders_sweep()
+    reminders_sweep()
 
     assert smtp.recipients == ["due@example.com"]
     due.refresh_from_db()
@@ -477,7 +488,7 @@ def test_reminders_due_together_go_over_one_connection(smtp, touchpoint):
         for i in range(4)
     ]
 
-    services.reminders_sweep()
+    reminders_sweep()
 
     assert sorted(smtp.recipients) == [f"r{i}@example.com" for i in range(4)]
     assert smtp.connections == 1
@@ -487,8 +498,8 @@ def test_reminders_due_together_go_over_one_connection(smtp, touchpoint):
 def test_a_refused_reminder_is_not_tried_again(smtp, reminder_cases):
     smtp.refuse.add("due@example.com")
 
-    assert services.reminder_send(invitation_id=reminder_cases["due"].pk) == "refused"
-    services.reminders_sweep()
+    assert reminder_send(invitation_id=reminder_cases["due"].pk) == "refused"
+    reminders_sweep()
 
     assert smtp.messages == []
 
@@ -496,7 +507,7 @@ def test_a_refused_reminder_is_not_tried_again(smtp, reminder_cases):
 def test_a_reminder_keeps_the_invitation_open_until_it_expires(reminder_cases):
     due = reminder_cases["due"]
 
-    services.reminders_sweep()
+    reminders_sweep()
 
     due.refresh_from_db()
     assert due.status == Invitation.Status.SENT
@@ -516,7 +527,7 @@ def test_it_closes_invitations_past_their_expiry(touchpoint):
     open_ = InvitationFactory(touchpoint=touchpoint)
     failed = InvitationFactory(touchpoint=touchpoint, expires_at=past, status=Invitation.Status.FAILED, sent_at=None)
 
-    result = services.invitations_expire()
+    result = invitations_expire()
 
     assert result == {"expired": 1, "cancelled": 1}
     assert statuses([sent, unsent, answered, open_, failed]) == ["expired", "cancelled", "sent", "sent", "failed"]
@@ -526,16 +537,16 @@ def test_it_closes_invitations_past_their_expiry(touchpoint):
 
 def test_expiring_twice_changes_nothing_more(touchpoint):
     InvitationFactory(touchpoint=touchpoint, expires_at=timezone.now() - timedelta(minutes=1))
-    services.invitations_expire()
+    invitations_expire()
 
-    assert services.invitations_expire() == {"expired": 0, "cancelled": 0}
+    assert invitations_expire() == {"expired": 0, "cancelled": 0}
 
 
 def test_an_expired_invitation_is_never_sent(smtp, touchpoint):
     [invitation] = pending(1, touchpoint=touchpoint, expires_at=timezone.now() - timedelta(minutes=1))
-    services.invitations_expire()
+    invitations_expire()
 
-    outcome = services.invitations_send_batch(invitation_ids=[invitation.pk])
+    outcome = invitations_send_batch(invitation_ids=[invitation.pk])
 
     assert outcome.results == {"not-claimed": 1}
     assert smtp.messages == []
@@ -543,7 +554,7 @@ def test_an_expired_invitation_is_never_sent(smtp, touchpoint):
 
 def test_the_survey_page_of_an_expired_invitation_says_it_closed(client, touchpoint):
     invitation = InvitationFactory(touchpoint=touchpoint, expires_at=timezone.now() - timedelta(minutes=1))
-    services.invitations_expire()
+    invitations_expire()
 
     page = client.get(f"/s/{invitation.token}/?score=9")
     answer = client.post(f"/s/{invitation.token}/", {"score": "9", "reason": "late"})

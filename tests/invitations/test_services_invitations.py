@@ -6,7 +6,9 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from surveys import services
+from surveys.core.sweeps import SendFailed
+from surveys.customers.services import CustomerConflict, customer_unsubscribe, customer_upsert
+from surveys.invitations.services import invitation_request, invitation_retry, invitations_sweep
 from surveys.models import Customer, Invitation, SurveySkip
 
 from ..conftest import send_invitation
@@ -28,7 +30,7 @@ def _reload(obj):
 @pytest.mark.django_db
 def test_it_creates_an_invitation_and_sends_it_once_committed(customer, touchpoint, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        outcome = services.invitation_request(touchpoint=touchpoint, customer=customer)
+        outcome = invitation_request(touchpoint=touchpoint, customer=customer)
         assert mail.outbox == []
 
     assert not outcome.skipped
@@ -41,9 +43,9 @@ def test_it_creates_an_invitation_and_sends_it_once_committed(customer, touchpoi
 
 @pytest.mark.django_db
 def test_it_skips_an_unsubscribed_customer(customer, touchpoint):
-    services.customer_unsubscribe(customer=customer)
+    customer_unsubscribe(customer=customer)
 
-    outcome = services.invitation_request(touchpoint=touchpoint, customer=customer)
+    outcome = invitation_request(touchpoint=touchpoint, customer=customer)
 
     assert outcome.skipped
     assert outcome.skip_reason == "unsubscribed"
@@ -54,7 +56,7 @@ def test_it_skips_an_unsubscribed_customer(customer, touchpoint):
 def test_it_skips_an_inactive_touchpoint(customer):
     touchpoint = TouchpointFactory(is_active=False)
 
-    outcome = services.invitation_request(touchpoint=touchpoint, customer=customer)
+    outcome = invitation_request(touchpoint=touchpoint, customer=customer)
 
     assert outcome.skip_reason == "inactive_touchpoint"
     assert not Invitation.objects.exists()
@@ -64,7 +66,7 @@ def test_it_skips_an_inactive_touchpoint(customer):
 def test_it_skips_a_customer_surveyed_within_the_cooldown(customer, touchpoint):
     InvitationFactory(customer=customer, touchpoint=touchpoint, created_at=timezone.now() - timedelta(days=89))
 
-    outcome = services.invitation_request(touchpoint=touchpoint, customer=customer)
+    outcome = invitation_request(touchpoint=touchpoint, customer=customer)
 
     assert outcome.skip_reason == "cooldown"
     assert Invitation.objects.count() == 1
@@ -74,9 +76,9 @@ def test_it_skips_a_customer_surveyed_within_the_cooldown(customer, touchpoint):
 def test_it_checks_unsubscribed_before_inactive_touchpoint(customer):
     touchpoint = TouchpointFactory(is_active=False)
     InvitationFactory(customer=customer, touchpoint=touchpoint)
-    services.customer_unsubscribe(customer=customer)
+    customer_unsubscribe(customer=customer)
 
-    outcome = services.invitation_request(touchpoint=touchpoint, customer=customer)
+    outcome = invitation_request(touchpoint=touchpoint, customer=customer)
 
     assert outcome.skip_reason == "unsubscribed"
 
@@ -86,7 +88,7 @@ def test_it_checks_inactive_touchpoint_before_cooldown(customer):
     touchpoint = TouchpointFactory(is_active=False)
     InvitationFactory(customer=customer, touchpoint=touchpoint)
 
-    outcome = services.invitation_request(touchpoint=touchpoint, customer=customer)
+    outcome = invitation_request(touchpoint=touchpoint, customer=customer)
 
     assert outcome.skip_reason == "inactive_touchpoint"
 
@@ -96,7 +98,7 @@ def test_cooldown_spans_all_touchpoints(customer, touchpoint):
     store_visit = TouchpointFactory(slug="store-visit")
     InvitationFactory(customer=customer, touchpoint=store_visit, created_at=timezone.now() - timedelta(days=5))
 
-    outcome = services.invitation_request(touchpoint=touchpoint, customer=customer)
+    outcome = invitation_request(touchpoint=touchpoint, customer=customer)
 
     assert outcome.skip_reason == "cooldown"
     assert not customer.invitations.filter(touchpoint=touchpoint).exists()
@@ -106,7 +108,7 @@ def test_cooldown_spans_all_touchpoints(customer, touchpoint):
 def test_it_surveys_again_once_the_cooldown_has_passed(customer, touchpoint):
     InvitationFactory(customer=customer, touchpoint=touchpoint, created_at=timezone.now() - timedelta(days=91))
 
-    outcome = services.invitation_request(touchpoint=touchpoint, customer=customer)
+    outcome = invitation_request(touchpoint=touchpoint, customer=customer)
 
     assert not outcome.skipped
     assert customer.invitations.count() == 2
@@ -117,7 +119,7 @@ def test_a_cooldown_of_zero_days_disables_it(customer):
     touchpoint = TouchpointFactory(cooldown_days=0)
     InvitationFactory(customer=customer, touchpoint=touchpoint)
 
-    outcome = services.invitation_request(touchpoint=touchpoint, customer=customer)
+    outcome = invitation_request(touchpoint=touchpoint, customer=customer)
 
     assert not outcome.skipped
     assert customer.invitations.count() == 2
@@ -128,7 +130,7 @@ def test_a_cooldown_of_zero_days_disables_it(customer):
 def test_failed_and_cancelled_invitations_do_not_count_toward_the_cooldown(customer, touchpoint, status):
     InvitationFactory(customer=customer, touchpoint=touchpoint, status=status, sent_at=None)
 
-    outcome = services.invitation_request(touchpoint=touchpoint, customer=customer)
+    outcome = invitation_request(touchpoint=touchpoint, customer=customer)
 
     assert not outcome.skipped
     assert outcome.invitation.status == Invitation.Status.PENDING
@@ -139,7 +141,7 @@ def test_failed_and_cancelled_invitations_do_not_count_toward_the_cooldown(custo
 def test_unsent_and_sent_invitations_count_toward_the_cooldown(customer, touchpoint, status):
     InvitationFactory(customer=customer, touchpoint=touchpoint, status=status)
 
-    outcome = services.invitation_request(touchpoint=touchpoint, customer=customer)
+    outcome = invitation_request(touchpoint=touchpoint, customer=customer)
 
     assert outcome.skip_reason == "cooldown"
 
@@ -149,12 +151,12 @@ def test_each_skip_is_recorded_with_its_reason(customer, touchpoint):
     inactive = TouchpointFactory(slug="inactive", is_active=False)
     InvitationFactory(customer=customer, touchpoint=touchpoint)
     other = CustomerFactory(email="gone@example.com")
-    services.customer_unsubscribe(customer=other)
+    customer_unsubscribe(customer=other)
 
-    services.invitation_request(touchpoint=touchpoint, customer=customer, source=Invitation.Source.IMPORT)
-    services.invitation_request(touchpoint=inactive, customer=customer)
-    services.invitation_request(touchpoint=touchpoint, customer=other)
-    services.invitation_request(touchpoint=touchpoint, customer=other)
+    invitation_request(touchpoint=touchpoint, customer=customer, source=Invitation.Source.IMPORT)
+    invitation_request(touchpoint=inactive, customer=customer)
+    invitation_request(touchpoint=touchpoint, customer=other)
+    invitation_request(touchpoint=touchpoint, customer=other)
 
     skips = set(SurveySkip.objects.values_list("customer__email", "touchpoint__slug", "reason", "source"))
     assert skips == {
@@ -170,7 +172,7 @@ def test_an_invitation_for_later_is_not_sent_now(customer, touchpoint, django_ca
     later = timezone.now() + timedelta(hours=2)
 
     with django_capture_on_commit_callbacks(execute=True):
-        outcome = services.invitation_request(touchpoint=touchpoint, customer=customer, send_after=later)
+        outcome = invitation_request(touchpoint=touchpoint, customer=customer, send_after=later)
 
     invitation = _reload(outcome.invitation)
     assert invitation.status == Invitation.Status.PENDING
@@ -183,7 +185,7 @@ def test_an_invitation_for_later_is_not_sent_now(customer, touchpoint, django_ca
 
 @pytest.mark.django_db
 def test_it_creates_a_new_customer():
-    customer = services.customer_upsert(email=" new@example.com ", name="New Person", external_id="crm-9")
+    customer = customer_upsert(email=" new@example.com ", name="New Person", external_id="crm-9")
 
     assert Customer.objects.get(pk=customer.pk).email == "new@example.com"
     assert customer.name == "New Person"
@@ -192,7 +194,7 @@ def test_it_creates_a_new_customer():
 
 @pytest.mark.django_db
 def test_it_matches_the_email_case_insensitively(customer):
-    found = services.customer_upsert(email="JANE@Example.COM", name="Jane Smith")
+    found = customer_upsert(email="JANE@Example.COM", name="Jane Smith")
 
     assert found.pk == customer.pk
     assert Customer.objects.count() == 1
@@ -203,7 +205,7 @@ def test_it_matches_the_email_case_insensitively(customer):
 def test_it_updates_the_customer_found_by_external_id():
     customer = CustomerFactory(email="old@example.com", external_id="crm-1", name="Old Name")
 
-    found = services.customer_upsert(email="new@example.com", external_id="crm-1", name="New Name")
+    found = customer_upsert(email="new@example.com", external_id="crm-1", name="New Name")
 
     assert found.pk == customer.pk
     assert Customer.objects.count() == 1
@@ -215,8 +217,8 @@ def test_it_updates_the_customer_found_by_external_id():
 def test_it_refuses_an_external_id_that_belongs_to_another_customer(customer):
     CustomerFactory(email="other@example.com", external_id="crm-2")
 
-    with pytest.raises(services.CustomerConflict):
-        services.customer_upsert(email="jane@example.com", external_id="crm-2", name="Changed")
+    with pytest.raises(CustomerConflict):
+        customer_upsert(email="jane@example.com", external_id="crm-2", name="Changed")
 
     assert _reload(customer).name == "Jane Doe"
     assert _reload(customer).external_id is None
@@ -228,7 +230,7 @@ def test_empty_values_do_not_overwrite_stored_ones():
         email="jane@example.com", name="Jane Doe", external_id="crm-3", phone="+4512345678", locale="da"
     )
 
-    services.customer_upsert(email="jane@example.com", name="", external_id="  ", phone="", locale="")
+    customer_upsert(email="jane@example.com", name="", external_id="  ", phone="", locale="")
 
     customer = _reload(customer)
     assert (customer.name, customer.external_id, customer.phone, customer.locale) == (
@@ -248,7 +250,7 @@ def test_unsubscribing_cancels_pending_invitations(customer, touchpoint):
     sent = InvitationFactory(customer=customer, touchpoint=touchpoint)
     someone_else = _pending(touchpoint=touchpoint)
 
-    assert services.customer_unsubscribe(customer=customer) is True
+    assert customer_unsubscribe(customer=customer) is True
 
     assert _reload(customer).unsubscribed_at is not None
     assert _reload(pending).status == Invitation.Status.CANCELLED
@@ -258,10 +260,10 @@ def test_unsubscribing_cancels_pending_invitations(customer, touchpoint):
 
 @pytest.mark.django_db
 def test_unsubscribing_twice_is_harmless(customer):
-    services.customer_unsubscribe(customer=customer)
+    customer_unsubscribe(customer=customer)
     first = _reload(customer).unsubscribed_at
 
-    assert services.customer_unsubscribe(customer=customer) is False
+    assert customer_unsubscribe(customer=customer) is False
 
     assert _reload(customer).unsubscribed_at == first
 
@@ -269,7 +271,7 @@ def test_unsubscribing_twice_is_harmless(customer):
 @pytest.mark.django_db
 def test_a_cancelled_invitation_is_not_sent_after_unsubscribing(customer, touchpoint):
     pending = _pending(customer=customer, touchpoint=touchpoint)
-    services.customer_unsubscribe(customer=customer)
+    customer_unsubscribe(customer=customer)
 
     assert send_invitation(pending.pk) == "not-claimed"
 
@@ -322,7 +324,7 @@ def test_an_smtp_refusal_puts_the_invitation_back_to_pending(smtp_settings, cust
     invitation = _pending(customer=customer, touchpoint=touchpoint)
     smtp_settings.handler.fail_next = 1
 
-    with pytest.raises(services.SendFailed):
+    with pytest.raises(SendFailed):
         send_invitation(invitation.pk)
 
     invitation = _reload(invitation)
@@ -346,7 +348,7 @@ def test_an_unreachable_smtp_server_puts_the_invitation_back_to_pending(settings
     settings.EMAIL_TIMEOUT = 2
     invitation = _pending(customer=customer, touchpoint=touchpoint)
 
-    with pytest.raises(services.SendFailed):
+    with pytest.raises(SendFailed):
         send_invitation(invitation.pk)
 
     invitation = _reload(invitation)
@@ -361,7 +363,7 @@ def test_an_unreachable_smtp_server_puts_the_invitation_back_to_pending(settings
 def test_the_sweep_sends_pending_invitations_older_than_the_grace_period(customer, touchpoint):
     lost = _pending(customer=customer, touchpoint=touchpoint, send_after=timezone.now() - timedelta(minutes=5))
 
-    result = services.invitations_sweep()
+    result = invitations_sweep()
 
     assert result["enqueued"] == 1
     assert _reload(lost).status == Invitation.Status.SENT
@@ -372,7 +374,7 @@ def test_the_sweep_sends_pending_invitations_older_than_the_grace_period(custome
 def test_the_sweep_leaves_just_created_invitations_to_their_own_task(customer, touchpoint):
     fresh = _pending(customer=customer, touchpoint=touchpoint, send_after=timezone.now())
 
-    result = services.invitations_sweep()
+    result = invitations_sweep()
 
     assert result["enqueued"] == 0
     assert _reload(fresh).status == Invitation.Status.PENDING
@@ -383,7 +385,7 @@ def test_the_sweep_leaves_just_created_invitations_to_their_own_task(customer, t
 def test_the_sweep_ignores_invitations_due_in_the_future(customer, touchpoint):
     later = _pending(customer=customer, touchpoint=touchpoint, send_after=timezone.now() + timedelta(hours=1))
 
-    services.invitations_sweep()
+    invitations_sweep()
 
     assert _reload(later).status == Invitation.Status.PENDING
     assert mail.outbox == []
@@ -402,7 +404,7 @@ def test_the_sweep_reclaims_invitations_stuck_in_sending(customer, touchpoint):
         send_attempts=1,
     )
 
-    result = services.invitations_sweep()
+    result = invitations_sweep()
 
     assert result["reclaimed"] == 1
     stuck = _reload(stuck)
@@ -423,7 +425,7 @@ def test_the_sweep_leaves_an_invitation_that_is_being_sent_now(customer, touchpo
         send_after=moments_ago,
     )
 
-    result = services.invitations_sweep()
+    result = invitations_sweep()
 
     assert result == {"reclaimed": 0, "enqueued": 0}
     assert _reload(in_flight).status == Invitation.Status.SENDING
@@ -436,7 +438,7 @@ def test_the_sweep_leaves_sent_failed_and_cancelled_invitations_alone(touchpoint
     for status in (Invitation.Status.SENT, Invitation.Status.FAILED, Invitation.Status.CANCELLED):
         InvitationFactory(touchpoint=touchpoint, status=status, send_after=long_ago, claimed_at=long_ago)
 
-    assert services.invitations_sweep() == {"reclaimed": 0, "enqueued": 0}
+    assert invitations_sweep() == {"reclaimed": 0, "enqueued": 0}
 
     assert mail.outbox == []
 
@@ -456,7 +458,7 @@ def test_retrying_a_failed_invitation_sends_it(customer, touchpoint, django_capt
     )
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.invitation_retry(invitation=failed) is True
+        assert invitation_retry(invitation=failed) is True
 
     failed = _reload(failed)
     assert failed.status == Invitation.Status.SENT
@@ -470,7 +472,7 @@ def test_retrying_only_applies_to_failed_invitations(customer, touchpoint, statu
     invitation = InvitationFactory(customer=customer, touchpoint=touchpoint, status=status)
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        assert services.invitation_retry(invitation=invitation) is False
+        assert invitation_retry(invitation=invitation) is False
 
     assert callbacks == []
     assert _reload(invitation).status == status

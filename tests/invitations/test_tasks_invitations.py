@@ -7,7 +7,7 @@ from celery.exceptions import Retry
 from django.core import mail
 from django.utils import timezone
 
-from surveys import services
+from surveys.invitations.services import invitation_request, invitations_enqueue
 from surveys.models import Invitation
 from surveys.tasks import invitations_send_batch_task, invitations_sweep
 
@@ -33,7 +33,7 @@ def eager_retries():
 def _request(customer, touchpoint, capture) -> Invitation:
     """Trigger a survey the way every entry point does; its send task runs on commit."""
     with capture(execute=True):
-        outcome = services.invitation_request(touchpoint=touchpoint, customer=customer)
+        outcome = invitation_request(touchpoint=touchpoint, customer=customer)
     invitation = outcome.invitation
     invitation.refresh_from_db()
     return invitation
@@ -54,8 +54,8 @@ def test_a_redelivered_task_sends_once(customer, touchpoint, django_capture_on_c
 @pytest.mark.django_db
 def test_the_same_task_queued_twice_sends_once(customer, touchpoint, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        invitation = services.invitation_request(touchpoint=touchpoint, customer=customer).invitation
-        services.invitations_enqueue([invitation.pk])  # a duplicate message from the broker
+        invitation = invitation_request(touchpoint=touchpoint, customer=customer).invitation
+        invitations_enqueue([invitation.pk])  # a duplicate message from the broker
 
     assert len(mail.outbox) == 1
     invitation.refresh_from_db()

@@ -166,7 +166,7 @@ def _rendered_alone(invitation: Invitation, reminder: bool) -> tuple[str, str, s
     from django.utils import translation
 
     from surveys.mail.messages import absolute_url, question_text
-    from surveys.selectors import customer_language
+    from surveys.touchpoints.selectors import customer_language
 
     customer = invitation.customer
     language = customer_language(customer=customer)

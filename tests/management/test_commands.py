@@ -9,7 +9,7 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 from django.test import RequestFactory
 
-from surveys import services
+from surveys.access.services import api_key_authenticate
 from surveys.models import ApiKey, Category, Customer, Invitation, Response, Touchpoint
 
 
@@ -28,7 +28,7 @@ def test_create_api_key_prints_a_key_that_authenticates():
 
     last_line = stdout.rstrip("\n").splitlines()[-1]
     assert last_line == last_line.strip() and " " not in last_line
-    api_key = services.api_key_authenticate(raw_key=last_line)
+    api_key = api_key_authenticate(raw_key=last_line)
     assert api_key is not None and api_key.name == "Helpdesk"
 
 

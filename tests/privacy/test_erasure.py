@@ -14,8 +14,11 @@ from django.contrib.contenttypes.models import ContentType
 from django.core import mail
 from django.core.management import call_command
 
-from surveys import services
+from surveys.customers.services import CustomerErased, customer_change_email
+from surveys.invitations.services import invitations_send_batch
 from surveys.models import Customer, FollowUpCase, Invitation, Response, WebhookDelivery, WebhookEndpoint
+from surveys.privacy.services import customer_erase
+from surveys.responses.services import response_submit
 
 from ..factories import CustomerFactory, InvitationFactory, TouchpointFactory
 
@@ -92,14 +95,14 @@ def jane(client, admin_client, api_key, touchpoint, endpoint, mail_folder, djang
         )
         assert invited.status_code == 201, invited.content
         invitation = Invitation.objects.get(pk=invited.json()["id"])
-        services.invitations_send_batch(invitation_ids=[invitation.pk])
-        detractor = services.response_submit(invitation=invitation, score=2, reason=REASON)
+        invitations_send_batch(invitation_ids=[invitation.pk])
+        detractor = response_submit(invitation=invitation, score=2, reason=REASON)
         # A webhook delivered under the old address, before she changed it.
         WebhookDelivery.objects.filter(customer_id=person_id).update(status=WebhookDelivery.Status.DELIVERED)
         changed = client.post("/v1/people.json", {"email": OLD_EMAIL, "email_update": NEW_EMAIL, "send": "false"},
                               **basic(api_key))
         assert changed.status_code == 200, changed.content
-        promoter = services.response_submit(
+        promoter = response_submit(
             invitation=InvitationFactory(customer_id=person_id, touchpoint=touchpoint), score=10, reason=REASON
         )
     customer = Customer.objects.get(pk=person_id)
@@ -138,7 +141,7 @@ def test_the_admin_history_of_another_customer_whose_address_contains_the_erased
         LogEntry.objects.log_actions(user_id=admin_user.pk, queryset=[customer], action_flag=CHANGE,
                                      change_message="Changed name.", single_object=True)
 
-    services.customer_erase(customer=bo)
+    customer_erase(customer=bo)
 
     entries = dict(LogEntry.objects.filter(content_type=content_type).values_list("object_id", "object_repr"))
     assert entries == {str(bo.pk): "(erased)", str(jimbo.pk): "Jimbo <jimbo@example.org>"}
@@ -149,7 +152,7 @@ def test_the_idempotency_record_of_a_request_about_the_person_goes(client, api_k
 
     assert IdempotencyRecord.objects.filter(key=f"invite-{OLD_EMAIL}").exists()
 
-    services.customer_erase(customer=jane["customer"])
+    customer_erase(customer=jane["customer"])
 
     assert not IdempotencyRecord.objects.exists()
 
@@ -169,8 +172,8 @@ def test_an_erased_record_cannot_be_filled_again(client, api_key, jane):
     assert by_api.status_code == 400
     customer = Customer.objects.get(pk=person_id)
     assert (customer.email, customer.name, customer.erased_at is not None) == (placeholder, "", True)
-    with pytest.raises(services.CustomerErased):
-        services.customer_change_email(customer=customer, email="jane.again@example.org")
+    with pytest.raises(CustomerErased):
+        customer_change_email(customer=customer, email="jane.again@example.org")
 
 
 def test_erasing_again_scrubs_whatever_arrived_since(client, api_key, jane):
@@ -190,7 +193,7 @@ def test_the_open_links_of_an_erased_person_close(client, jane, touchpoint, djan
     waiting = InvitationFactory(customer=jane["customer"], touchpoint=touchpoint)
     url = f"/s/{waiting.token}/"
     assert client.get(url).status_code == 200
-    services.customer_erase(customer=jane["customer"])
+    customer_erase(customer=jane["customer"])
     mail.outbox.clear()
     deliveries = WebhookDelivery.objects.count()
 
@@ -213,7 +216,7 @@ def test_mail_files_of_other_people_stay(mail_folder, touchpoint):
     john = CustomerFactory(email="john@example.com")
     invitations = [InvitationFactory(customer=c, touchpoint=touchpoint, status="pending", sent_at=None)
                    for c in (jane, john)]
-    services.invitations_send_batch(invitation_ids=[i.pk for i in invitations])
+    invitations_send_batch(invitation_ids=[i.pk for i in invitations])
     assert len(list(mail_folder.glob("*.eml"))) == 2
 
     from surveys.mail import files as mail_backends

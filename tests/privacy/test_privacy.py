@@ -17,8 +17,10 @@ from django.core import mail
 from django.core.management import call_command
 from django.utils import timezone
 
-from surveys import selectors, services
+from surveys.customers.services import address_hash, address_is_suppressed, customer_upsert
 from surveys.dashboard import selectors as selectors_dashboard
+from surveys.followups.services import case_note_add
+from surveys.invitations.services import invitation_request, invitations_sweep
 from surveys.models import (
     CaseNote,
     Coupon,
@@ -32,6 +34,10 @@ from surveys.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from surveys.privacy.selectors import customer_export
+from surveys.privacy.services import customer_erase
+from surveys.promoters.services import coupon_issue, coupon_redeem, referral_convert, referral_link_ensure
+from surveys.responses.services import response_submit
 
 from ..conftest import send_invitation
 from ..factories import CustomerFactory, InvitationFactory, TouchpointFactory
@@ -57,23 +63,23 @@ def manager(db):
 def jane(touchpoint, manager):
     """A customer with one of everything: answers, a coupon, a case with notes, a skip, a pending survey."""
     customer = CustomerFactory(email=EMAIL, name="Jane Roe", phone="+1 555 0101", external_id="crm-4711")
-    detractor = services.response_submit(
+    detractor = response_submit(
         invitation=InvitationFactory(customer=customer, touchpoint=touchpoint, properties={"plan": "pro-plan-x"}),
         score=3,
         reason="The courier was rude",
     )
-    promoter = services.response_submit(
+    promoter = response_submit(
         invitation=InvitationFactory(customer=customer, touchpoint=touchpoint), score=10, reason="Quick and friendly"
     )
-    coupon = services.coupon_issue(response=promoter)
+    coupon = coupon_issue(response=promoter)
     case = FollowUpCase.objects.get(response=detractor)
-    services.case_note_add(case=case, author=manager, text="Called Jane Roe on +1 555 0101, she wants a refund")
+    case_note_add(case=case, author=manager, text="Called Jane Roe on +1 555 0101, she wants a refund")
     SurveySkip.objects.create(customer=customer, touchpoint=touchpoint, reason="cooldown")
     pending = InvitationFactory(
         customer=customer, touchpoint=touchpoint, status="pending", sent_at=None, properties={"order": "pro-plan-x"}
     )
-    link = services.referral_link_ensure(customer_id=customer.pk, touchpoint=touchpoint, response=promoter)
-    services.referral_convert(link=link, email="friend@example.com", order_id="ORD-1")
+    link = referral_link_ensure(customer_id=customer.pk, touchpoint=touchpoint, response=promoter)
+    referral_convert(link=link, email="friend@example.com", order_id="ORD-1")
     return {
         "customer": customer,
         "detractor": detractor,
@@ -96,7 +102,7 @@ def dump_database() -> str:
 def test_erasure_removes_personal_data_and_keeps_the_scores(jane):
     customer = jane["customer"]
 
-    services.customer_erase(customer=customer)
+    customer_erase(customer=customer)
 
     customer.refresh_from_db()
     assert customer.email == f"erased-{customer.pk}@erased.invalid"
@@ -123,7 +129,7 @@ def crm_webhook(db):
 def test_after_erasure_nothing_in_the_database_holds_the_personal_data(crm_webhook, jane, admin_client):
     # Some of the webhook log was sent, some not; an admin once edited her record.
     WebhookDelivery.objects.filter(event="case.opened").update(status=WebhookDelivery.Status.DELIVERED)
-    services.coupon_redeem(code=jane["coupon"].code)
+    coupon_redeem(code=jane["coupon"].code)
     page = admin_client.get(f"/admin/surveys/customer/{jane['customer'].pk}/change/")
     edited = {key: values[0] for key, values in form_values(page.content, "customer_form").items() if values}
     edited["name"] = "Jane Roe"
@@ -131,7 +137,7 @@ def test_after_erasure_nothing_in_the_database_holds_the_personal_data(crm_webho
     assert admin_client.post(f"/admin/surveys/customer/{jane['customer'].pk}/change/", edited).status_code == 302
     assert EMAIL in dump_database()
 
-    services.customer_erase(customer=jane["customer"])
+    customer_erase(customer=jane["customer"])
 
     dump = dump_database()
 
@@ -140,20 +146,20 @@ def test_after_erasure_nothing_in_the_database_holds_the_personal_data(crm_webho
 
 
 def test_erasure_keeps_the_address_only_as_a_keyed_hash(jane):
-    services.customer_erase(customer=jane["customer"])
+    customer_erase(customer=jane["customer"])
 
     suppressed = SuppressedAddress.objects.get()
-    assert suppressed.address_hash == services.address_hash(EMAIL)
+    assert suppressed.address_hash == address_hash(EMAIL)
     assert EMAIL not in suppressed.address_hash and len(suppressed.address_hash) == 64
-    assert services.address_is_suppressed("  Jane.Roe@EXAMPLE.com ")
-    assert not services.address_is_suppressed("someone.else@example.com")
+    assert address_is_suppressed("  Jane.Roe@EXAMPLE.com ")
+    assert not address_is_suppressed("someone.else@example.com")
 
 
 def test_the_nps_history_does_not_change_when_a_customer_is_erased(jane):
     today = timezone.localdate()
     before = selectors_dashboard.headline(start=today, end=today, touchpoint=None)
 
-    services.customer_erase(customer=jane["customer"])
+    customer_erase(customer=jane["customer"])
 
     after = selectors_dashboard.headline(start=today, end=today, touchpoint=None)
     assert after["counts"].scores == before["counts"].scores
@@ -161,10 +167,10 @@ def test_the_nps_history_does_not_change_when_a_customer_is_erased(jane):
 
 
 def test_an_erased_address_that_comes_back_starts_unsubscribed(jane, touchpoint):
-    services.customer_erase(customer=jane["customer"])
+    customer_erase(customer=jane["customer"])
 
-    again = services.customer_upsert(email="JANE.ROE@example.com", name="Jane")
-    outcome = services.invitation_request(touchpoint=touchpoint, customer=again)
+    again = customer_upsert(email="JANE.ROE@example.com", name="Jane")
+    outcome = invitation_request(touchpoint=touchpoint, customer=again)
 
     assert again.pk != jane["customer"].pk
     assert again.unsubscribed_at is not None
@@ -175,10 +181,10 @@ def test_an_erased_address_that_comes_back_starts_unsubscribed(jane, touchpoint)
 
 
 def test_erasing_twice_changes_nothing_more(jane):
-    services.customer_erase(customer=jane["customer"])
+    customer_erase(customer=jane["customer"])
     erased_at = Customer.objects.get(pk=jane["customer"].pk).erased_at
 
-    services.customer_erase(customer=jane["customer"])
+    customer_erase(customer=jane["customer"])
 
     assert Customer.objects.get(pk=jane["customer"].pk).erased_at == erased_at
     assert SuppressedAddress.objects.count() == 1
@@ -186,16 +192,16 @@ def test_erasing_twice_changes_nothing_more(jane):
 
 def test_erasure_removes_the_person_from_webhook_payloads(jane, touchpoint):
     WebhookEndpoint.objects.create(name="CRM", url="https://crm.example.com/hook", events=["response.created"])
-    services.response_submit(
+    response_submit(
         invitation=InvitationFactory(customer=jane["customer"], touchpoint=touchpoint), score=8, reason="Quick and friendly"
     )
     WebhookDelivery.objects.update(status=WebhookDelivery.Status.DELIVERED, delivered_at=timezone.now())
-    services.response_submit(
+    response_submit(
         invitation=InvitationFactory(customer=jane["customer"], touchpoint=touchpoint), score=7, reason="The courier was rude"
     )
     assert WebhookDelivery.objects.count() == 2
 
-    services.customer_erase(customer=jane["customer"])
+    customer_erase(customer=jane["customer"])
 
     # The pending one is never sent; the log of the delivered one no longer names her.
     assert not WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING).exists()
@@ -214,7 +220,7 @@ def test_erasure_removes_the_address_from_recorded_send_errors(jane, touchpoint,
     invitation.refresh_from_db()
     assert invitation.status == "failed" and EMAIL in invitation.last_error
 
-    services.customer_erase(customer=jane["customer"])
+    customer_erase(customer=jane["customer"])
 
     invitation.refresh_from_db()
     assert EMAIL not in invitation.last_error
@@ -224,7 +230,7 @@ def test_erasure_removes_the_address_from_recorded_send_errors(jane, touchpoint,
 
 
 def test_the_export_holds_everything_stored_about_the_customer(jane):
-    export = selectors.customer_export(customer=jane["customer"])
+    export = customer_export(customer=jane["customer"])
 
     assert export["customer"]["email"] == EMAIL
     assert (export["customer"]["name"], export["customer"]["external_id"]) == ("Jane Roe", "crm-4711")
@@ -325,7 +331,7 @@ def test_confirming_erases_the_selected_customers(admin_client, jane):
     }
     assert Customer.objects.get(pk=bystander.pk).email == "bystander@example.com"
     assert messages_of(response)[0].startswith("Erased 2 customer(s)")
-    assert services.address_is_suppressed(EMAIL) and services.address_is_suppressed("other@example.com")
+    assert address_is_suppressed(EMAIL) and address_is_suppressed("other@example.com")
 
 
 def test_the_confirmation_page_can_be_cancelled(admin_client, jane):
@@ -388,7 +394,7 @@ def test_anonymous_visitors_can_neither_export_nor_erase(client, jane):
 
 
 def test_an_erased_customers_export_holds_nothing_personal(admin_client, jane):
-    services.customer_erase(customer=jane["customer"])
+    customer_erase(customer=jane["customer"])
 
     response = run_action(admin_client, "export_data", [jane["customer"]])
 
@@ -401,8 +407,8 @@ def test_a_pending_survey_is_never_sent_after_erasure(jane):
     # A pending invitation left from before erasure is never sent, even once due.
     Invitation.objects.filter(pk=jane["pending"].pk).update(send_after=timezone.now() - timedelta(hours=1))
 
-    services.customer_erase(customer=jane["customer"])
-    services.invitations_sweep()
+    customer_erase(customer=jane["customer"])
+    invitations_sweep()
     send_invitation(jane["pending"].pk)
 
     assert mail.outbox == []

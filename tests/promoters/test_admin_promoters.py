@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from surveys import services
 from surveys.models import Coupon, FollowUpCase, ReferralConversion, ReferralVisit
+from surveys.promoters.services import referral_link_ensure
 
 from ..factories import CustomerFactory, InvitationFactory, ResponseFactory
 
@@ -120,8 +120,8 @@ def test_a_coupon_page_opens(admin_client, coupons):
 @pytest.mark.django_db
 def test_share_links_show_their_visits_and_conversions(admin_client):
     busy_response, quiet_response = ResponseFactory(score=10), ResponseFactory(score=9)
-    busy = services.referral_link_ensure(customer_id=busy_response.customer_id, touchpoint=busy_response.touchpoint)
-    quiet = services.referral_link_ensure(customer_id=quiet_response.customer_id, touchpoint=quiet_response.touchpoint)
+    busy = referral_link_ensure(customer_id=busy_response.customer_id, touchpoint=busy_response.touchpoint)
+    quiet = referral_link_ensure(customer_id=quiet_response.customer_id, touchpoint=quiet_response.touchpoint)
     today = timezone.localdate()
     for n in range(3):
         ReferralVisit.objects.create(link=busy, visitor_hash=f"v{n}", day=today)

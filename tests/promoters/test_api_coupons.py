@@ -6,15 +6,16 @@ import pytest
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from surveys import services
+from surveys.access.services import api_key_create, api_key_revoke
 from surveys.models import Coupon
+from surveys.promoters.services import coupon_issue
 
 from ..factories import ResponseFactory
 
 
 @pytest.fixture
 def coupon(db):
-    return services.coupon_issue(response=ResponseFactory(score=10))
+    return coupon_issue(response=ResponseFactory(score=10))
 
 
 def redeem(client, code, **extra):
@@ -84,8 +85,8 @@ def test_it_needs_an_api_key(client, coupon):
 
 
 def test_it_refuses_a_wrong_or_revoked_key(client, coupon):
-    api_key, raw_key = services.api_key_create(name="Till")
-    services.api_key_revoke(api_key=api_key)
+    api_key, raw_key = api_key_create(name="Till")
+    api_key_revoke(api_key=api_key)
 
     assert_error(redeem(client, coupon.code, HTTP_AUTHORIZATION="Bearer lp_not-a-key"), 401, "unauthorized")
     assert_error(redeem(client, coupon.code, HTTP_AUTHORIZATION=f"Bearer {raw_key}"), 401, "unauthorized")

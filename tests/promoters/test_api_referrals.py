@@ -3,8 +3,8 @@
 import pytest
 from django.db import connection
 
-from surveys import services
 from surveys.models import ReferralConversion, ReferralLink, ReferralVisit
+from surveys.promoters.services import referral_link_ensure
 
 from ..factories import ResponseFactory
 
@@ -16,7 +16,7 @@ UA = "Mozilla/5.0 (X11; Linux x86_64) ReferralTestBrowser/1.0"
 @pytest.fixture
 def link(db):
     response = ResponseFactory(score=10)
-    return services.referral_link_ensure(customer_id=response.customer_id, touchpoint=response.touchpoint,
+    return referral_link_ensure(customer_id=response.customer_id, touchpoint=response.touchpoint,
                                          response=response)
 
 
@@ -198,7 +198,7 @@ def test_an_unknown_code_goes_to_the_landing_page_and_counts_nothing(client, lin
 
 def test_visits_and_conversions_are_counted_per_promoter(client, api_client, landing):
     responses = [ResponseFactory(score=10), ResponseFactory(score=9)]
-    links = [services.referral_link_ensure(customer_id=r.customer_id, touchpoint=r.touchpoint, response=r)
+    links = [referral_link_ensure(customer_id=r.customer_id, touchpoint=r.touchpoint, response=r)
              for r in responses]
     for n in range(3):
         visit(client, links[0].code, ip=f"198.51.100.{n}")

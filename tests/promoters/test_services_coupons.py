@@ -12,8 +12,22 @@ from django.core import mail
 from django.db import connection, connections
 from django.utils import timezone
 
-from surveys import services, tasks
+from surveys import tasks
+from surveys.core.sweeps import SWEEP_GRACE
+from surveys.customers.services import customer_unsubscribe
 from surveys.models import Coupon, Invitation, Response
+from surveys.promoters.rules import PROMOTER_WINDOW
+from surveys.promoters.services import (
+    CouponAlreadyRedeemed,
+    CouponExpired,
+    CouponNotFound,
+    coupon_email_send,
+    coupon_issue,
+    coupon_redeem,
+    promoter_reward,
+    promoters_sweep,
+)
+from surveys.responses.services import response_submit
 
 from ..conftest import require_postgresql
 from ..factories import CustomerFactory, InvitationFactory, ResponseFactory, TouchpointFactory
@@ -28,7 +42,7 @@ def answer(django_capture_on_commit_callbacks):
 
     def submit(invitation, score, reason=""):
         with django_capture_on_commit_callbacks(execute=True):
-            return services.response_submit(invitation=invitation, score=score, reason=reason)
+            return response_submit(invitation=invitation, score=score, reason=reason)
 
     return submit
 
@@ -117,12 +131,12 @@ def test_the_coupon_email_tells_code_offer_valid_until_and_share_link(answer, cu
 def test_the_valid_until_date_is_the_date_where_the_company_is(settings):
     settings.TIME_ZONE = "Pacific/Kiritimati"  # UTC+14
     response = ResponseFactory(score=10)
-    issued = services.coupon_issue(response=response)
+    issued = coupon_issue(response=response)
     # Expires at 20:00 UTC on 1 January, which is already 10:00 on 2 January in Kiritimati.
     expires = datetime(2030, 1, 1, 20, 0, tzinfo=UTC)
     Coupon.objects.filter(pk=issued.pk).update(expires_at=expires)
 
-    services.coupon_email_send(coupon_id=issued.pk)
+    coupon_email_send(coupon_id=issued.pk)
 
     text, html = parts(mail.outbox[0])
     assert "2030-01-02" in text and "2030-01-02" in html
@@ -160,7 +174,7 @@ def test_passives_and_detractors_get_no_coupon(answer, invitation, score):
 
     assert not Coupon.objects.exists()
     assert customer_emails(invitation.customer) == []
-    assert services.promoter_reward(response_id=response.pk) == "nothing-to-do"
+    assert promoter_reward(response_id=response.pk) == "nothing-to-do"
     assert not Coupon.objects.exists()
 
 
@@ -193,11 +207,11 @@ def test_a_promoter_answering_on_the_survey_page_gets_the_coupon_and_is_told(
 
 
 def reward_now(response):
-    services.promoter_reward(response_id=response.pk)
+    promoter_reward(response_id=response.pk)
 
 
 def reward_by_sweep(response):
-    services.promoters_sweep()
+    promoters_sweep()
 
 
 @pytest.mark.django_db
@@ -226,7 +240,7 @@ def test_a_promoter_of_30_days_gets_nothing_and_is_settled(run):
     response.refresh_from_db()
     assert response.coupon_settled_at is not None
     # Settled: the sweep never looks at it again.
-    assert services.promoters_sweep() == {"window_closed": 0, "enqueued": 0}
+    assert promoters_sweep() == {"window_closed": 0, "enqueued": 0}
 
 
 @pytest.mark.django_db
@@ -237,12 +251,12 @@ def test_the_sweep_sends_every_fresh_promoter_that_was_missed_and_nobody_else():
     ResponseFactory(score=3, created_at=timezone.now() - timedelta(days=2))
     ResponseFactory(score=10, created_at=timezone.now() - timedelta(days=31))
 
-    result = services.promoters_sweep()
+    result = promoters_sweep()
 
     assert result == {"window_closed": 1, "enqueued": 3}
     assert {coupon.response_id for coupon in Coupon.objects.all()} == {response.pk for response in missed}
     assert sorted(message.to[0] for message in mail.outbox) == sorted(r.customer.email for r in missed)
-    assert services.promoters_sweep() == {"window_closed": 0, "enqueued": 0}
+    assert promoters_sweep() == {"window_closed": 0, "enqueued": 0}
     assert len(mail.outbox) == 3
 
 
@@ -289,9 +303,9 @@ def test_a_redelivered_reward_sends_one_email_with_one_code(answer, invitation):
     response = answer(invitation, 10)
     code = Coupon.objects.get().code
 
-    assert services.promoter_reward(response_id=response.pk) == "nothing-to-do"
+    assert promoter_reward(response_id=response.pk) == "nothing-to-do"
     tasks.promoter_reward_task.delay(response.pk)
-    services.promoters_sweep()
+    promoters_sweep()
 
     assert Coupon.objects.count() == 1
     assert Coupon.objects.get().code == code
@@ -302,10 +316,10 @@ def test_a_redelivered_reward_sends_one_email_with_one_code(answer, invitation):
 def test_a_reward_run_twice_before_it_was_settled_sends_one_email():
     response = ResponseFactory(score=9)
 
-    assert services.promoter_reward(response_id=response.pk) == "sent"
+    assert promoter_reward(response_id=response.pk) == "sent"
     # As if the first run died after emailing but before settling the response.
     Response.objects.filter(pk=response.pk).update(coupon_settled_at=None)
-    assert services.promoter_reward(response_id=response.pk) == "already-emailed"
+    assert promoter_reward(response_id=response.pk) == "already-emailed"
 
     assert Coupon.objects.count() == 1
     assert len(mail.outbox) == 1
@@ -358,7 +372,7 @@ def test_the_task_leaves_a_coupon_it_cannot_email_to_the_sweep(smtp_settings, se
     assert received(smtp_settings) == []
 
     smtp_settings.handler.fail_next = 0
-    services.promoters_sweep()
+    promoters_sweep()
 
     assert len(received(smtp_settings)) == 1
     assert Coupon.objects.get().code == coupon.code
@@ -381,9 +395,9 @@ def test_with_smtp_down_the_coupon_is_issued_and_the_sweep_emails_it_once(answer
     # The SMTP server is back a few minutes later; beat runs the sweep.
     smtp_settings.handler.fail_next = 0
     age(response, timedelta(minutes=5))
-    services.promoters_sweep()
-    services.promoters_sweep()
-    services.promoter_reward(response_id=response.pk)
+    promoters_sweep()
+    promoters_sweep()
+    promoter_reward(response_id=response.pk)
     tasks.promoter_reward_task.delay(response.pk)
 
     messages = received(smtp_settings)
@@ -406,7 +420,7 @@ def test_a_coupon_that_could_not_be_emailed_in_30_days_stays_unsent(answer, invi
     smtp_settings.handler.fail_next = 0
     age(response, timedelta(days=30))
 
-    services.promoters_sweep()
+    promoters_sweep()
 
     assert received(smtp_settings) == []
     assert Coupon.objects.get().emailed_at is None
@@ -417,11 +431,11 @@ def test_a_coupon_that_could_not_be_emailed_in_30_days_stays_unsent(answer, invi
 
 @pytest.mark.django_db
 def test_a_customer_who_unsubscribed_before_answering_gets_no_coupon_email(answer, invitation, client):
-    services.customer_unsubscribe(customer=invitation.customer)
+    customer_unsubscribe(customer=invitation.customer)
 
     response = answer(invitation, 10)
     age(response, timedelta(minutes=5))
-    services.promoters_sweep()
+    promoters_sweep()
 
     assert mail.outbox == []
     response.refresh_from_db()
@@ -433,12 +447,12 @@ def test_a_customer_who_unsubscribed_before_answering_gets_no_coupon_email(answe
 def test_a_customer_who_unsubscribed_after_a_failed_send_gets_no_coupon_email(answer, invitation, smtp_settings):
     smtp_settings.handler.fail_next = 1000
     response = answer(invitation, 10)
-    services.customer_unsubscribe(customer=invitation.customer)
+    customer_unsubscribe(customer=invitation.customer)
     smtp_settings.handler.fail_next = 0
     age(response, timedelta(minutes=5))
 
-    services.promoters_sweep()
-    services.promoter_reward(response_id=response.pk)
+    promoters_sweep()
+    promoter_reward(response_id=response.pk)
 
     assert received(smtp_settings) == []
     assert Coupon.objects.get().emailed_at is None
@@ -451,7 +465,7 @@ def test_a_customer_who_unsubscribed_after_a_failed_send_gets_no_coupon_email(an
 
 def issued_coupon(**fields):
     response = ResponseFactory(score=10)
-    coupon = services.coupon_issue(response=response)
+    coupon = coupon_issue(response=response)
     if fields:
         Coupon.objects.filter(pk=coupon.pk).update(**fields)
         coupon.refresh_from_db()
@@ -462,7 +476,7 @@ def issued_coupon(**fields):
 def test_it_redeems_a_coupon_whatever_the_case_of_the_code():
     coupon = issued_coupon()
 
-    redeemed = services.coupon_redeem(code=f"  {coupon.code.lower()} ")
+    redeemed = coupon_redeem(code=f"  {coupon.code.lower()} ")
 
     assert redeemed.pk == coupon.pk
     assert redeemed.redeemed_at is not None
@@ -473,10 +487,10 @@ def test_it_redeems_a_coupon_whatever_the_case_of_the_code():
 @pytest.mark.django_db
 def test_a_coupon_is_redeemed_only_once():
     coupon = issued_coupon()
-    first = services.coupon_redeem(code=coupon.code)
+    first = coupon_redeem(code=coupon.code)
 
-    with pytest.raises(services.CouponAlreadyRedeemed) as refused:
-        services.coupon_redeem(code=coupon.code)
+    with pytest.raises(CouponAlreadyRedeemed) as refused:
+        coupon_redeem(code=coupon.code)
 
     assert refused.value.coupon.redeemed_at == first.redeemed_at
     assert Coupon.objects.get(pk=coupon.pk).redeemed_at == first.redeemed_at
@@ -487,8 +501,8 @@ def test_an_expired_coupon_is_not_redeemed():
     now = timezone.now()
     coupon = issued_coupon(issued_at=now - timedelta(days=31), expires_at=now - timedelta(days=1))
 
-    with pytest.raises(services.CouponExpired):
-        services.coupon_redeem(code=coupon.code)
+    with pytest.raises(CouponExpired):
+        coupon_redeem(code=coupon.code)
 
     assert Coupon.objects.get(pk=coupon.pk).redeemed_at is None
 
@@ -498,8 +512,8 @@ def test_an_expired_coupon_is_not_redeemed():
 def test_an_unknown_code_is_not_found(code):
     issued_coupon()
 
-    with pytest.raises(services.CouponNotFound):
-        services.coupon_redeem(code=code)
+    with pytest.raises(CouponNotFound):
+        coupon_redeem(code=code)
 
     assert not Coupon.objects.filter(redeemed_at__isnull=False).exists()
 
@@ -538,8 +552,8 @@ def test_the_sweep_reads_only_unsettled_fresh_promoters_through_the_partial_inde
         Response.objects.filter(
             category="promoter",
             coupon_settled_at__isnull=True,
-            created_at__gt=now - services.PROMOTER_WINDOW,
-            created_at__lte=now - services.SWEEP_GRACE,
+            created_at__gt=now - PROMOTER_WINDOW,
+            created_at__lte=now - SWEEP_GRACE,
         )
         .order_by("created_at")
         .explain()
@@ -548,7 +562,7 @@ def test_the_sweep_reads_only_unsettled_fresh_promoters_through_the_partial_inde
     print(plan)
     assert "response_promoter_open_idx" in plan
     assert "Seq Scan" not in plan
-    assert services.promoters_sweep()["enqueued"] == 3
+    assert promoters_sweep()["enqueued"] == 3
 
 
 def run_at_once(*works):
@@ -583,8 +597,8 @@ def test_two_sweeps_and_a_task_at_once_issue_one_coupon_and_send_one_email(smtp_
     response = ResponseFactory(score=10, created_at=timezone.now() - timedelta(minutes=2))
 
     errors = run_at_once(
-        services.promoters_sweep,
-        services.promoters_sweep,
+        promoters_sweep,
+        promoters_sweep,
         lambda: tasks.promoter_reward_task.delay(response.pk),
     )
 
@@ -609,7 +623,7 @@ def test_two_answers_of_one_customer_rewarded_at_once_get_one_coupon(smtp_settin
     errors = run_at_once(
         lambda: tasks.promoter_reward_task.delay(first.pk),
         lambda: tasks.promoter_reward_task.delay(second.pk),
-        services.promoters_sweep,
+        promoters_sweep,
     )
 
     assert errors == []

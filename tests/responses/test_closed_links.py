@@ -5,8 +5,10 @@ import base64
 import pytest
 from django.core import mail
 
-from surveys import services
+from surveys.customers.services import customer_unsubscribe
 from surveys.models import FollowUpCase, Invitation, Response, WebhookDelivery, WebhookEndpoint
+from surveys.privacy.services import customer_erase
+from surveys.responses.services import InvitationClosed, response_submit
 
 from ..factories import CustomerFactory, InvitationFactory, TouchpointFactory
 
@@ -59,8 +61,8 @@ def test_a_failed_invitation_takes_no_answer(client, touchpoint):
 
 def test_an_answer_already_given_to_an_erased_persons_survey_is_not_shown_again(client, touchpoint):
     invitation = InvitationFactory(touchpoint=touchpoint)
-    services.response_submit(invitation=invitation, score=10, reason="Lovely")
-    services.customer_erase(customer=invitation.customer)
+    response_submit(invitation=invitation, score=10, reason="Lovely")
+    customer_erase(customer=invitation.customer)
 
     page = client.get(f"/s/{invitation.token}/")
 
@@ -71,15 +73,15 @@ def test_an_answer_already_given_to_an_erased_persons_survey_is_not_shown_again(
 def test_the_service_refuses_an_answer_to_a_closed_invitation(touchpoint):
     invitation = InvitationFactory(touchpoint=touchpoint, status=Invitation.Status.CANCELLED)
 
-    with pytest.raises(services.InvitationClosed):
-        services.response_submit(invitation=invitation, score=3, reason="Through another door")
+    with pytest.raises(InvitationClosed):
+        response_submit(invitation=invitation, score=3, reason="Through another door")
 
     assert answered_nothing(invitation)
 
 
 def test_an_unsubscribed_customer_may_still_answer_the_survey_they_received(client, touchpoint):
     invitation = InvitationFactory(touchpoint=touchpoint)
-    services.customer_unsubscribe(customer=invitation.customer)
+    customer_unsubscribe(customer=invitation.customer)
 
     posted = client.post(f"/s/{invitation.token}/", {"score": "8"})
 

@@ -9,7 +9,7 @@ each, prepared once per connection (the warm-up below); SQLite runs them a state
 import pytest
 from django.db import connection
 
-from surveys import services
+from surveys.invitations.services import invitations_send_batch
 
 from ..factories import InvitationFactory
 
@@ -63,9 +63,9 @@ def test_an_answer_costs_the_lookup_and_one_statement(warm, touchpoint, django_a
 
 def test_a_send_batch_costs_a_statement_per_email_and_a_few_for_the_batch(touchpoint, django_assert_num_queries):
     invitations = [InvitationFactory(touchpoint=touchpoint, status="pending", sent_at=None) for _ in range(5)]
-    services.invitations_send_batch(invitation_ids=[invitations[0].pk])  # templates rendered, statements prepared
+    invitations_send_batch(invitation_ids=[invitations[0].pk])  # templates rendered, statements prepared
 
     with django_assert_num_queries(BATCH_FIXED + 4 * PER_EMAIL[connection.vendor]):
-        outcome = services.invitations_send_batch(invitation_ids=[i.pk for i in invitations[1:]])
+        outcome = invitations_send_batch(invitation_ids=[i.pk for i in invitations[1:]])
 
     assert outcome.results == {"sent": 4}

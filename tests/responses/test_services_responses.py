@@ -7,8 +7,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from surveys import services
 from surveys.models import Invitation, Response
+from surveys.responses.services import AlreadyAnswered, InvitationExpired, response_submit
 
 from ..factories import InvitationFactory, ResponseFactory
 
@@ -19,7 +19,7 @@ from ..factories import InvitationFactory, ResponseFactory
     [(0, "detractor"), (6, "detractor"), (7, "passive"), (8, "passive"), (9, "promoter"), (10, "promoter")],
 )
 def test_it_records_the_score_and_its_category(invitation, score, category):
-    services.response_submit(invitation=invitation, score=score, reason="  Quick delivery.  ")
+    response_submit(invitation=invitation, score=score, reason="  Quick delivery.  ")
 
     response = Response.objects.get(invitation=invitation)
     assert (response.score, response.category, response.reason) == (score, category, "Quick delivery.")
@@ -29,7 +29,7 @@ def test_it_records_the_score_and_its_category(invitation, score, category):
 
 @pytest.mark.django_db
 def test_it_marks_the_invitation_answered(invitation):
-    response = services.response_submit(invitation=invitation, score=8)
+    response = response_submit(invitation=invitation, score=8)
 
     invitation.refresh_from_db()
     assert invitation.answered_at is not None
@@ -38,10 +38,10 @@ def test_it_marks_the_invitation_answered(invitation):
 
 @pytest.mark.django_db
 def test_the_first_answer_stands(invitation):
-    services.response_submit(invitation=invitation, score=3, reason="Late.")
+    response_submit(invitation=invitation, score=3, reason="Late.")
 
-    with pytest.raises(services.AlreadyAnswered):
-        services.response_submit(invitation=invitation, score=10, reason="Actually great!")
+    with pytest.raises(AlreadyAnswered):
+        response_submit(invitation=invitation, score=10, reason="Actually great!")
 
     response = Response.objects.get(invitation=invitation)
     assert (response.score, response.category, response.reason) == (3, "detractor", "Late.")
@@ -53,8 +53,8 @@ def test_it_refuses_an_answer_after_the_survey_closed(customer, touchpoint):
         customer=customer, touchpoint=touchpoint, expires_at=timezone.now() - timedelta(seconds=1)
     )
 
-    with pytest.raises(services.InvitationExpired):
-        services.response_submit(invitation=invitation, score=9)
+    with pytest.raises(InvitationExpired):
+        response_submit(invitation=invitation, score=9)
 
     assert not Response.objects.exists()
     assert Invitation.objects.get(pk=invitation.pk).answered_at is None
@@ -64,7 +64,7 @@ def test_it_refuses_an_answer_after_the_survey_closed(customer, touchpoint):
 @pytest.mark.parametrize("score", [-1, 11, 100, "7", 7.0, 9.5, None, True, False])
 def test_it_rejects_bad_score(invitation, score):
     with pytest.raises(ValidationError):
-        services.response_submit(invitation=invitation, score=score)
+        response_submit(invitation=invitation, score=score)
 
     assert not Response.objects.exists()
     assert Invitation.objects.get(pk=invitation.pk).answered_at is None
@@ -72,7 +72,7 @@ def test_it_rejects_bad_score(invitation, score):
 
 @pytest.mark.django_db
 def test_it_accepts_a_reason_of_exactly_the_maximum_length(invitation):
-    services.response_submit(invitation=invitation, score=5, reason="x" * 2000)
+    response_submit(invitation=invitation, score=5, reason="x" * 2000)
 
     assert len(Response.objects.get(invitation=invitation).reason) == 2000
 
@@ -81,7 +81,7 @@ def test_it_accepts_a_reason_of_exactly_the_maximum_length(invitation):
 @pytest.mark.parametrize("reason", ["x" * 2001, "Bad\x00service", "\x00"])
 def test_it_rejects_bad_reason(invitation, reason):
     with pytest.raises(ValidationError):
-        services.response_submit(invitation=invitation, score=5, reason=reason)
+        response_submit(invitation=invitation, score=5, reason=reason)
 
     assert not Response.objects.exists()
     assert Invitation.objects.get(pk=invitation.pk).answered_at is None

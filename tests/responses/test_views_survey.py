@@ -9,6 +9,7 @@ from django.utils import timezone
 from whitenoise.middleware import WhiteNoiseFileResponse
 
 from surveys.models import Invitation, Response
+from surveys.responses.services import invitation_open
 
 from ..factories import InvitationFactory, ResponseFactory
 from ..page_parsing import elements
@@ -102,10 +103,10 @@ def test_a_second_visit_keeps_the_first_opened_time(client, invitation):
 
 
 def test_opening_returns_the_invitation_with_the_opened_time_the_database_keeps(invitation):
-    from surveys import services
 
-    first = services.invitation_open(token=invitation.token)
-    again = services.invitation_open(token=invitation.token)
+
+    first = invitation_open(token=invitation.token)
+    again = invitation_open(token=invitation.token)
 
     invitation.refresh_from_db()
     assert invitation.opened_at is not None
@@ -113,11 +114,11 @@ def test_opening_returns_the_invitation_with_the_opened_time_the_database_keeps(
 
 
 def test_opening_an_answered_survey_returns_it_unopened(client, invitation):
-    from surveys import services
+
 
     client.post(url(invitation), {"score": "4"})
 
-    assert services.invitation_open(token=invitation.token).opened_at is None
+    assert invitation_open(token=invitation.token).opened_at is None
 
 
 def test_an_answer_posted_without_opening_the_page_leaves_it_unopened(client, invitation):

@@ -4,8 +4,9 @@ import pytest
 from django.core import mail
 from django.utils import timezone, translation
 
-from surveys import services
+from surveys.invitations.services import invitations_send_batch, reminder_send
 from surveys.models import Invitation, Response, TouchpointTranslation
+from surveys.promoters.services import promoter_reward
 
 from ..factories import (
     CustomerFactory,
@@ -223,7 +224,7 @@ def admin_client(client):
 
 
 def _send(invitation) -> mail.EmailMessage:
-    services.invitations_send_batch(invitation_ids=[invitation.pk])
+    invitations_send_batch(invitation_ids=[invitation.pk])
     return mail.outbox[-1]
 
 
@@ -295,7 +296,7 @@ def test_a_batch_writes_to_each_customer_in_their_own_language(touchpoint):
         for locale, email in customers.items()
     ]
 
-    services.invitations_send_batch(invitation_ids=[i.pk for i in invitations])
+    invitations_send_batch(invitation_ids=[i.pk for i in invitations])
 
     subjects = {message.to[0]: message.subject for message in mail.outbox}
     assert subjects == {
@@ -309,7 +310,7 @@ def test_a_batch_writes_to_each_customer_in_their_own_language(touchpoint):
 def test_a_spanish_customer_gets_the_reminder_in_spanish(touchpoint):
     invitation = survey_for("es", touchpoint, name="Ana")
 
-    assert services.reminder_send(invitation_id=invitation.pk) == "sent"
+    assert reminder_send(invitation_id=invitation.pk) == "sent"
 
     [message] = mail.outbox
     assert message.subject == "Ana, un recordatorio: ¿qué tal lo hicimos?"
@@ -320,7 +321,7 @@ def test_a_spanish_customer_gets_the_reminder_in_spanish(touchpoint):
 def test_a_german_customer_gets_the_reminder_in_german(touchpoint):
     invitation = survey_for("de", touchpoint, name="")
 
-    services.reminder_send(invitation_id=invitation.pk)
+    reminder_send(invitation_id=invitation.pk)
 
     [message] = mail.outbox
     assert message.subject == "Eine Erinnerung: Wie waren wir?"
@@ -332,7 +333,7 @@ def test_a_spanish_promoter_gets_the_coupon_email_in_spanish(touchpoint):
         invitation=survey_for("es", touchpoint, name="Ana"), score=10, created_at=timezone.now()
     )
 
-    assert services.promoter_reward(response_id=response.pk) == "sent"
+    assert promoter_reward(response_id=response.pk) == "sent"
 
     [message] = mail.outbox
     coupon = response.coupon
@@ -346,7 +347,7 @@ def test_a_spanish_promoter_gets_the_coupon_email_in_spanish(touchpoint):
 def test_a_german_promoter_gets_the_coupon_email_in_german(touchpoint):
     response = ResponseFactory(invitation=survey_for("de", touchpoint), score=9, created_at=timezone.now())
 
-    services.promoter_reward(response_id=response.pk)
+    promoter_reward(response_id=response.pk)
 
     [message] = mail.outbox
     assert message.subject.startswith("Ein Dankeschön von Acme: Ihr Gutschein LP-")

@@ -8,8 +8,8 @@ import pytest
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from surveys import services
 from surveys.models import FollowUpCase
+from surveys.promoters.services import coupon_issue, referral_link_ensure
 
 from ..factories import CustomerFactory, ResponseFactory, TouchpointFactory
 
@@ -96,7 +96,7 @@ def test_a_new_invitation_with_its_survey_link_is_not_kept_in_any_cache(client, 
 
 
 def test_a_coupon_redemption_is_not_kept_in_any_cache(client, api_key):
-    coupon = services.coupon_issue(response=ResponseFactory(score=10))
+    coupon = coupon_issue(response=ResponseFactory(score=10))
 
     response = client.post(f"/api/v1/coupons/{coupon.code}/redeem", content_type="application/json", **bearer(api_key))
 
@@ -105,7 +105,7 @@ def test_a_coupon_redemption_is_not_kept_in_any_cache(client, api_key):
 
 def test_a_referral_conversion_is_not_kept_in_any_cache(client, api_key):
     answer = ResponseFactory(score=10)
-    link = services.referral_link_ensure(customer_id=answer.customer_id, touchpoint=answer.touchpoint, response=answer)
+    link = referral_link_ensure(customer_id=answer.customer_id, touchpoint=answer.touchpoint, response=answer)
 
     response = client.post(
         f"/api/v1/referrals/{link.code}/convert",

@@ -20,8 +20,10 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from surveys import services
+from surveys.access.services import api_key_create
 from surveys.models import CaseNote, Coupon, Customer, FollowUpCase, Invitation, ReferralConversion, Response
+from surveys.promoters.services import coupon_issue, referral_link_ensure
+from surveys.responses.services import response_submit
 
 from ..factories import CustomerFactory, InvitationFactory, ResponseFactory
 
@@ -111,10 +113,10 @@ def world(db, touchpoint):
     holder = CustomerFactory(email="holder@example.com")
     invitation = InvitationFactory(customer=holder, touchpoint=touchpoint)
     promoter = ResponseFactory(invitation=InvitationFactory(touchpoint=touchpoint), score=10)
-    coupon = services.coupon_issue(response=promoter)
-    link = services.referral_link_ensure(customer_id=promoter.customer_id, touchpoint=touchpoint, response=promoter)
-    detractor = services.response_submit(invitation=InvitationFactory(touchpoint=touchpoint), score=2, reason="Late")
-    _, raw_key = services.api_key_create(name="CRM")
+    coupon = coupon_issue(response=promoter)
+    link = referral_link_ensure(customer_id=promoter.customer_id, touchpoint=touchpoint, response=promoter)
+    detractor = response_submit(invitation=InvitationFactory(touchpoint=touchpoint), score=2, reason="Late")
+    _, raw_key = api_key_create(name="CRM")
     return {
         "touchpoint": touchpoint,
         "customer": holder,

@@ -18,8 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.utils import timezone
 
-from surveys import services
 from surveys.models import WebhookDelivery, WebhookEndpoint
+from surveys.responses.services import response_submit
 from surveys.webhooks import services as webhooks
 
 from ..factories import InvitationFactory
@@ -147,7 +147,7 @@ def endpoint_at(url: str) -> WebhookEndpoint:
 def answer_and_deliver(capture) -> WebhookDelivery:
     """A customer answers; the response.created delivery is attempted once the answer commits."""
     with capture(execute=True):
-        services.response_submit(invitation=InvitationFactory(), score=9)
+        response_submit(invitation=InvitationFactory(), score=9)
     return WebhookDelivery.objects.get()
 
 

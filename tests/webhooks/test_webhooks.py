@@ -13,8 +13,9 @@ from django.contrib.auth.models import Permission, User
 from django.db import transaction
 from django.utils import timezone
 
-from surveys import services
 from surveys.models import FollowUpCase, WebhookDelivery, WebhookEndpoint
+from surveys.promoters.services import CouponAlreadyRedeemed, coupon_issue, coupon_redeem
+from surveys.responses.services import response_submit
 from surveys.tasks import webhooks_sweep
 from surveys.webhooks import services as webhooks
 
@@ -94,7 +95,7 @@ def endpoint_for(receiver, *events, **fields) -> WebhookEndpoint:
 
 def answer(score: int, reason: str = "", **customer):
     invitation = InvitationFactory(customer=CustomerFactory(**customer)) if customer else InvitationFactory()
-    return services.response_submit(invitation=invitation, score=score, reason=reason)
+    return response_submit(invitation=invitation, score=score, reason=reason)
 
 
 def reload(delivery: WebhookDelivery) -> WebhookDelivery:
@@ -184,10 +185,10 @@ def test_passives_and_promoters_open_no_case_and_send_no_case_opened(receiver, s
 def test_a_redeemed_coupon_sends_coupon_redeemed(receiver, django_capture_on_commit_callbacks):
     endpoint_for(receiver, "coupon.redeemed")
     promoter = ResponseFactory(score=10, invitation__customer__email="pia@example.com", invitation__customer__name="Pia")
-    coupon = services.coupon_issue(response=promoter)
+    coupon = coupon_issue(response=promoter)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.coupon_redeem(code=coupon.code.lower())
+        coupon_redeem(code=coupon.code.lower())
 
     [request] = receiver.requests
     assert request.signed_with(SECRET)
@@ -201,12 +202,12 @@ def test_a_redeemed_coupon_sends_coupon_redeemed(receiver, django_capture_on_com
 
 def test_a_refused_redemption_sends_nothing(receiver, django_capture_on_commit_callbacks):
     endpoint_for(receiver, "coupon.redeemed")
-    coupon = services.coupon_issue(response=ResponseFactory(score=10))
+    coupon = coupon_issue(response=ResponseFactory(score=10))
     with django_capture_on_commit_callbacks(execute=True):
-        services.coupon_redeem(code=coupon.code)
+        coupon_redeem(code=coupon.code)
 
-    with django_capture_on_commit_callbacks(execute=True), pytest.raises(services.CouponAlreadyRedeemed):
-        services.coupon_redeem(code=coupon.code)
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(CouponAlreadyRedeemed):
+        coupon_redeem(code=coupon.code)
 
     assert len(receiver.requests) == 1
 
@@ -236,7 +237,7 @@ def test_nothing_is_sent_for_an_answer_that_was_rolled_back(receiver, django_cap
     invitation = InvitationFactory()
 
     with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError), transaction.atomic():
-        services.response_submit(invitation=invitation, score=9)
+        response_submit(invitation=invitation, score=9)
         raise RuntimeError("something failed after the answer was written")
 
     assert receiver.requests == []
