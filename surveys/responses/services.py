@@ -3,8 +3,7 @@ recorded or changed through the API.
 """
 
 from contextlib import nullcontext
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -18,12 +17,11 @@ from surveys.models import (
     Customer,
     FollowUpCase,
     Invitation,
-    ReferralLink,
     Response,
     Touchpoint,
 )
-from surveys.promoters.services import referral_link_add, referral_link_ensure
-from surveys.responses.sql import invitation_for_token
+from surveys.promoters.services import referral_link_ensure
+from surveys.responses.sql import Answer, invitation_for_token
 from surveys.webhooks import services as webhooks
 
 
@@ -73,18 +71,7 @@ def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> 
         created_at=now,
         updated_at=now,
     )
-    answer = _Answer(response=response, now=now)
-    if response.category == Category.PROMOTER:
-        # The customer's share link, made by their first promoter answer; the thank-you page shows it.
-        answer.link = ReferralLink(customer_id=response.customer_id, touchpoint=touchpoint, response=response)
-    elif followup_rules.opens_case(category=response.category, touchpoint=touchpoint):
-        answer.case = FollowUpCase(
-            response=response,
-            customer_id=response.customer_id,
-            touchpoint=touchpoint,
-            opened_at=now,
-            due_at=followup_rules.case_due_at(touchpoint=touchpoint, opened_at=now),
-        )
+    answer = Answer.of(response=response, now=now)
     # One query for both events an answer can raise, skipped when the survey's lookup found no endpoint at all.
     endpoints = webhooks.endpoints_by_event() if getattr(invitation, "webhooks_listening", True) else {}
     connection = db.connection_for(Response)
@@ -95,7 +82,7 @@ def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> 
             if in_one_statement:
                 answer.write_in_one_statement(connection)
             else:
-                answer.write_statement_by_statement()
+                answer.write_with_the_orm()
             _response_events(response=response, case=answer.case, endpoints=endpoints)
             if answer.link is not None:
                 dispatch.follow_up_on_commit("promoter_reward_task", response.pk)
@@ -106,70 +93,6 @@ def response_submit(*, invitation: Invitation, score: int, reason: str = "") -> 
             raise AlreadyAnswered() from None
         raise
     return response
-
-
-# A customer who had a follow-up case and now answers 7+ was won back. Params: now, customer id, now.
-_WON_BACK = (
-    f"UPDATE {FollowUpCase._meta.db_table} SET won_back_at = %s, won_back_response_id = {{response_id}}"
-    " WHERE customer_id = %s AND won_back_at IS NULL AND opened_at < %s"
-)
-_ANSWERED = f"UPDATE {Invitation._meta.db_table} SET answered_at = %s WHERE id = %s"
-
-
-@dataclass
-class _Answer:
-    """The rows one answer writes: the response, the invitation's answered mark, a won-back case,
-    the promoter's share link or the detractor's follow-up case."""
-
-    response: Response
-    now: datetime
-    link: ReferralLink | None = None
-    case: FollowUpCase | None = None
-
-    @property
-    def wins_back(self) -> bool:
-        return followup_rules.wins_back(score=self.response.score)
-
-    def write_in_one_statement(self, connection) -> None:
-        """All of it in one statement of data-modifying WITH clauses (PostgreSQL): one round trip,
-        no BEGIN and COMMIT of its own, atomic as any statement (bench/http.py)."""
-        response, now = self.response, self.now
-        new_id = "(SELECT id FROM answer)"
-        sql, params = db.insert_sql(response, connection)
-        clauses = [f"answer AS ({sql} RETURNING id)", f"answered AS ({_ANSWERED})"]
-        params += [now, response.invitation_id]
-        if self.wins_back:
-            clauses.append(f"won_back AS ({_WON_BACK.format(response_id=new_id)})")
-            params += [now, response.customer_id, now]
-        if self.link is not None:
-            sql, link_params = db.insert_sql(self.link, connection, expressions={"response_id": new_id})
-            clauses.append(f"link AS ({sql} ON CONFLICT DO NOTHING)")
-            params += link_params
-        if self.case is not None:
-            sql, case_params = db.insert_sql(self.case, connection, expressions={"response_id": new_id})
-            clauses.append(f"new_case AS ({sql} RETURNING id)")
-            params += case_params
-        case_id = "(SELECT id FROM new_case)" if self.case is not None else "NULL"
-        with connection.cursor() as cursor:
-            db.execute(cursor, connection, f"WITH {', '.join(clauses)} SELECT {new_id}, {case_id}", params)
-            response.pk, case_id = cursor.fetchone()
-        db.saved(response, connection)
-        if self.case is not None:
-            self.case.pk, self.case.response_id = case_id, response.pk
-            db.saved(self.case, connection)
-
-    def write_statement_by_statement(self) -> None:
-        """The same, a statement at a time (SQLite), inside the caller's transaction."""
-        response, now = self.response, self.now
-        db.insert(response)
-        db.run(Invitation, _ANSWERED, [now, response.invitation_id])
-        if self.wins_back:
-            db.run(FollowUpCase, _WON_BACK.format(response_id="%s"), [now, response.pk, response.customer_id, now])
-        if self.link is not None:
-            referral_link_add(customer_id=response.customer_id, touchpoint=self.link.touchpoint, response=response)
-        if self.case is not None:
-            self.case.response = response
-            db.insert(self.case)
 
 
 def _response_events(*, response: Response, case: FollowUpCase | None, endpoints: dict[str, list[int]]) -> None:

@@ -1,16 +1,26 @@
-"""The survey page's lookup, hand-written: the invitation with its customer, touchpoint and answer in one
+"""The hand-written SQL of the answer path, each statement beside the ORM version that is its spec.
+
+The survey page's lookup: the invitation with its customer, touchpoint and answer in one
 statement (with the opened mark riding along on PostgreSQL), made back into the ORM's own instances.
 
 Every customer's survey page starts here; through select_related() the ORM spent more on compiling the
 four-table join than PostgreSQL on running it (core/db.py prepares it once per connection).
+
+The answer (`Answer`): on PostgreSQL one statement of data-modifying WITH clauses, one round trip
+(bench/http.py); elsewhere the ORM version, which is also what that statement must do.
 """
 
-
+from dataclasses import dataclass
+from datetime import datetime
 
 from surveys.core import db, validation
+from surveys.followups import rules as followup_rules
 from surveys.models import (
+    Category,
     Customer,
+    FollowUpCase,
     Invitation,
+    ReferralLink,
     Response,
     Touchpoint,
     WebhookEndpoint,
@@ -132,3 +142,89 @@ _MARK_OPENED = (
 # statement's own transaction only, set as the row is marked): a crash of PostgreSQL itself
 # could forget the last fraction of a second's opened marks, never an answer.
 _MARK_OPENED_PG = _MARK_OPENED + " AND set_config('synchronous_commit', 'off', true) = 'off'"
+
+
+# A customer who had a follow-up case and now answers 7+ was won back. Params: now, customer id, now.
+_WON_BACK = (
+    f"UPDATE {FollowUpCase._meta.db_table} SET won_back_at = %s, won_back_response_id = {{response_id}}"
+    " WHERE customer_id = %s AND won_back_at IS NULL AND opened_at < %s"
+)
+_ANSWERED = f"UPDATE {Invitation._meta.db_table} SET answered_at = %s WHERE id = %s"
+
+
+@dataclass
+class Answer:
+    """The rows one answer writes: the response, the invitation's answered mark, a won-back case,
+    the promoter's share link or the detractor's follow-up case."""
+
+    response: Response
+    now: datetime
+    link: ReferralLink | None = None
+    case: FollowUpCase | None = None
+
+    @classmethod
+    def of(cls, *, response: Response, now: datetime) -> "Answer":
+        """What this answer writes besides itself: a promoter's share link, or a follow-up case."""
+        answer = cls(response=response, now=now)
+        touchpoint = response.touchpoint
+        if response.category == Category.PROMOTER:
+            # The customer's share link, made by their first promoter answer; the thank-you page shows it.
+            answer.link = ReferralLink(customer_id=response.customer_id, touchpoint=touchpoint, response=response)
+        elif followup_rules.opens_case(category=response.category, touchpoint=touchpoint):
+            answer.case = FollowUpCase(
+                response=response,
+                customer_id=response.customer_id,
+                touchpoint=touchpoint,
+                opened_at=now,
+                due_at=followup_rules.case_due_at(touchpoint=touchpoint, opened_at=now),
+            )
+        return answer
+
+    @property
+    def wins_back(self) -> bool:
+        return followup_rules.wins_back(score=self.response.score)
+
+    def write_in_one_statement(self, connection) -> None:
+        """All of it in one statement of data-modifying WITH clauses (PostgreSQL): one round trip,
+        no BEGIN and COMMIT of its own, atomic as any statement (bench/http.py)."""
+        response, now = self.response, self.now
+        new_id = "(SELECT id FROM answer)"
+        sql, params = db.insert_sql(response, connection)
+        clauses = [f"answer AS ({sql} RETURNING id)", f"answered AS ({_ANSWERED})"]
+        params += [now, response.invitation_id]
+        if self.wins_back:
+            clauses.append(f"won_back AS ({_WON_BACK.format(response_id=new_id)})")
+            params += [now, response.customer_id, now]
+        if self.link is not None:
+            sql, link_params = db.insert_sql(self.link, connection, expressions={"response_id": new_id})
+            clauses.append(f"link AS ({sql} ON CONFLICT DO NOTHING)")
+            params += link_params
+        if self.case is not None:
+            sql, case_params = db.insert_sql(self.case, connection, expressions={"response_id": new_id})
+            clauses.append(f"new_case AS ({sql} RETURNING id)")
+            params += case_params
+        case_id = "(SELECT id FROM new_case)" if self.case is not None else "NULL"
+        with connection.cursor() as cursor:
+            db.execute(cursor, connection, f"WITH {', '.join(clauses)} SELECT {new_id}, {case_id}", params)
+            response.pk, case_id = cursor.fetchone()
+        db.saved(response, connection)
+        if self.case is not None:
+            self.case.pk, self.case.response_id = case_id, response.pk
+            db.saved(self.case, connection)
+
+    def write_with_the_orm(self) -> None:
+        """The readable spec of `write_in_one_statement`: the same rows through the ORM, a statement at a
+        time inside the caller's transaction. SQLite runs this; a PostgreSQL test holds the two alike."""
+        response, now = self.response, self.now
+        response.save(force_insert=True)
+        Invitation.objects.filter(pk=response.invitation_id).update(answered_at=now)
+        if self.wins_back:
+            FollowUpCase.objects.filter(
+                customer_id=response.customer_id, won_back_at__isnull=True, opened_at__lt=now
+            ).update(won_back_at=now, won_back_response=response)
+        if self.link is not None:
+            self.link.response = response
+            ReferralLink.objects.bulk_create([self.link], ignore_conflicts=True)  # a customer's first link stays
+        if self.case is not None:
+            self.case.response = response
+            self.case.save(force_insert=True)
