@@ -29,7 +29,6 @@ from surveys.models import (
     PASSIVE_SCORES,
     PROMOTER_SCORES,
     SCORE_FIELDS,
-    Category,
     Coupon,
     DailyStat,
     FollowUpCase,
@@ -43,8 +42,6 @@ from surveys.models import (
 
 from .nps import NpsFigures, change_between
 
-COMMENTS_PER_PAGE = 20
-
 
 class MedianDuration(Aggregate):
     """PostgreSQL's exact median, in one pass: percentile_cont(0.5) over an interval."""
@@ -54,7 +51,7 @@ class MedianDuration(Aggregate):
     output_field = DurationField()
 
 
-def _day_start(day: date) -> datetime:
+def day_start(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
@@ -163,7 +160,7 @@ def daily_counts(*, start: date, end: date, with_close_histogram: bool = False) 
     result: dict[tuple[date, int], Counts] = {}
     if end < start:
         return result
-    low, high = _day_start(start), _day_start(end + timedelta(days=1))
+    low, high = day_start(start), day_start(end + timedelta(days=1))
 
     def at(row) -> Counts:
         return result.setdefault((row["on_day"], row["tp"]), Counts())
@@ -365,46 +362,13 @@ def trend(*, start: date, end: date, touchpoint: Touchpoint | None, watermark=No
     return {"granularity": group, "points": points}
 
 
-def comments(
-    *,
-    start: date,
-    end: date,
-    touchpoint: Touchpoint | None,
-    category: str = "",
-    search: str = "",
-    page: int = 1,
-) -> dict:
-    """Latest reasons, newest first; one query (fetches one extra row to know if there is a next page)."""
-    queryset = (
-        Response.objects.filter(created_at__gte=_day_start(start), created_at__lt=_day_start(end + timedelta(days=1)))
-        .exclude(reason="")
-        .select_related("touchpoint", "customer")
-        # The created_at index alone gives this order: no sort over the whole range.
-        .order_by("-created_at")
-    )
-    if touchpoint is not None:
-        queryset = queryset.filter(touchpoint=touchpoint)
-    if category in Category.values:
-        queryset = queryset.filter(category=category)
-    if search:
-        queryset = queryset.filter(reason__icontains=search)
-    offset = (page - 1) * COMMENTS_PER_PAGE
-    rows = list(queryset[offset : offset + COMMENTS_PER_PAGE + 1])
-    return {
-        "items": rows[:COMMENTS_PER_PAGE],
-        "page": page,
-        "has_next": len(rows) > COMMENTS_PER_PAGE,
-        "has_previous": page > 1,
-    }
-
-
 def follow_up_summary(
     *, start: date, end: date, touchpoint: Touchpoint | None, counts: Counts | None = None, watermark=None
 ) -> dict:
     """Open and overdue cases now; opened, closed and won back in range; median time to close."""
     if counts is None:
         counts = _total(score_counts(start=start, end=end, touchpoint=touchpoint, watermark=_rollup_watermark()))
-    low, high = _day_start(start), _day_start(end + timedelta(days=1))
+    low, high = day_start(start), day_start(end + timedelta(days=1))
     now = timezone.now()
     cases = FollowUpCase.objects.all()
     if touchpoint is not None:
@@ -429,7 +393,7 @@ def follow_up_summary(
             for bucket, count in (stored or {}).items():
                 histogram[int(bucket)] = histogram.get(int(bucket), 0) + count
         live_resolved = cases.filter(
-            resolved_at__gte=_day_start(split), resolved_at__lt=high, status=FollowUpCase.Status.RESOLVED
+            resolved_at__gte=day_start(split), resolved_at__lt=high, status=FollowUpCase.Status.RESOLVED
         ).values_list("opened_at", "resolved_at")
         for opened_at, resolved_at in live_resolved:
             bucket = close_bucket((resolved_at - opened_at).total_seconds() / 60)
@@ -489,22 +453,3 @@ def dashboard(*, start: date, end: date, touchpoint: Touchpoint | None) -> dict:
         ),
         "promoters": promoter_results(start=start, end=end, touchpoint=touchpoint, counts=current),
     }
-
-
-def export_rows(*, start: date, end: date, touchpoint: Touchpoint | None):
-    """Responses in range, oldest first, as tuples for the CSV export; streamed in chunks."""
-    queryset = Response.objects.filter(
-        created_at__gte=_day_start(start), created_at__lt=_day_start(end + timedelta(days=1))
-    ).order_by("created_at", "pk")
-    if touchpoint is not None:
-        queryset = queryset.filter(touchpoint=touchpoint)
-    return queryset.values_list(
-        "created_at",
-        "touchpoint__slug",
-        "customer__email",
-        "customer__name",
-        "customer__external_id",
-        "score",
-        "category",
-        "reason",
-    ).iterator(chunk_size=2000)

@@ -8,6 +8,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
+from surveys.dashboard import comments as dashboard_comments
 from surveys.dashboard import selectors as selectors_dashboard
 from surveys.models import Category, Touchpoint
 from surveys.touchpoints.selectors import touchpoint_for_slug
@@ -40,7 +41,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     form, filters = _filters(request)
     start, end, touchpoint = filters["start"], filters["end"], filters["touchpoint_obj"]
     data = selectors_dashboard.dashboard(start=start, end=end, touchpoint=touchpoint)
-    comments = selectors_dashboard.comments(
+    comments = dashboard_comments.comments(
         start=start,
         end=end,
         touchpoint=touchpoint,
@@ -96,7 +97,7 @@ class _Echo:
 @require_http_methods(["GET", "HEAD"])
 def export_csv(request: HttpRequest) -> StreamingHttpResponse:
     _, filters = _filters(request)
-    rows = selectors_dashboard.export_rows(start=filters["start"], end=filters["end"], touchpoint=filters["touchpoint_obj"])
+    rows = dashboard_comments.export_rows(start=filters["start"], end=filters["end"], touchpoint=filters["touchpoint_obj"])
     writer = csv.writer(_Echo())
 
     def stream():

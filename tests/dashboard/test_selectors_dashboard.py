@@ -9,6 +9,7 @@ from datetime import date, datetime, time, timedelta
 import pytest
 from django.utils import timezone
 
+from surveys.dashboard import comments as dashboard_comments
 from surveys.dashboard import selectors as selectors_dashboard
 from surveys.dashboard.services import daily_stats_rebuild, daily_stats_rollup
 from surveys.models import (
@@ -436,7 +437,7 @@ def comments_data(today):
 
 
 def reasons(**kwargs) -> list[str]:
-    return [item.reason for item in selectors_dashboard.comments(**kwargs)["items"]]
+    return [item.reason for item in dashboard_comments.comments(**kwargs)["items"]]
 
 
 def test_comments_are_newest_first_with_reasons_only(comments_data):
@@ -463,20 +464,20 @@ def test_comments_filter_by_category_touchpoint_and_search(comments_data):
 
 def test_comments_are_paginated(today):
     touchpoint = TouchpointFactory()
-    per_page = selectors_dashboard.COMMENTS_PER_PAGE
+    per_page = dashboard_comments.COMMENTS_PER_PAGE
     for index in range(per_page + 1):
         respond(touchpoint, 8, today - timedelta(days=1), hour=0, minute=index, reason=f"Comment {index}")
     window = {"start": today - timedelta(days=6), "end": today, "touchpoint": None}
-    first = selectors_dashboard.comments(**window)
+    first = dashboard_comments.comments(**window)
     assert len(first["items"]) == per_page
     assert first["items"][0].reason == f"Comment {per_page}"
     assert (first["has_next"], first["has_previous"]) == (True, False)
-    second = selectors_dashboard.comments(**window, page=2)
+    second = dashboard_comments.comments(**window, page=2)
     assert [item.reason for item in second["items"]] == ["Comment 0"]
     assert (second["has_next"], second["has_previous"]) == (False, True)
     # Exactly one full page: no next page.
     second["items"][0].delete()
-    exactly = selectors_dashboard.comments(**window)
+    exactly = dashboard_comments.comments(**window)
     assert len(exactly["items"]) == per_page
     assert exactly["has_next"] is False
 
@@ -621,12 +622,12 @@ def test_promoter_results(today):
 
 def test_export_rows_are_oldest_first_within_the_range(comments_data):
     rows = list(
-        selectors_dashboard.export_rows(start=comments_data["start"], end=comments_data["end"], touchpoint=None)
+        dashboard_comments.export_rows(start=comments_data["start"], end=comments_data["end"], touchpoint=None)
     )
     assert [row[5] for row in rows] == [10, 2, 7, 0, 9]
     assert [row[0] for row in rows] == sorted(row[0] for row in rows)
     store_rows = list(
-        selectors_dashboard.export_rows(start=comments_data["start"], end=comments_data["end"], touchpoint=comments_data["store"])
+        dashboard_comments.export_rows(start=comments_data["start"], end=comments_data["end"], touchpoint=comments_data["store"])
     )
     assert [row[1] for row in store_rows] == ["store", "store"]
 
