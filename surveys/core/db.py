@@ -97,17 +97,6 @@ def insert_sql(instance, connection, *, expressions: dict[str, str] | None = Non
     return sql, [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
 
 
-def insert(instance) -> None:
-    """INSERT a new model instance as save() would (field defaults and DB preparation included), then set its id."""
-    model = type(instance)
-    connection = connection_for(model)
-    sql, params = insert_sql(instance, connection)
-    with connection.cursor() as cursor:
-        execute(cursor, connection, f"{sql} RETURNING {connection.ops.quote_name(model._meta.pk.column)}", params)
-        instance.pk = cursor.fetchone()[0]
-    saved(instance, connection)
-
-
 def saved(instance, connection) -> None:
     """Mark an instance written by hand-written SQL (its id set) as the ORM marks a saved one."""
     instance._state.adding = False

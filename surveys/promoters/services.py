@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from surveys.core import db, dispatch, validation
+from surveys.core import dispatch, validation
 from surveys.core.hashing import keyed_hash
 from surveys.core.sweeps import EMAIL_CLAIM_TIMEOUT, SWEEP_BATCH, SWEEP_GRACE, SendFailed
 from surveys.customers.services import address_is_suppressed, customer_suppress
@@ -203,11 +203,9 @@ def coupon_redeem(*, code: str) -> Coupon:
 
 def referral_link_add(*, customer_id: int, touchpoint: Touchpoint, response: Response | None = None) -> None:
     """Give the customer a share link unless they have one: one statement, no savepoint."""
-    connection = db.connection_for(ReferralLink)
-    sql, params = db.insert_sql(
-        ReferralLink(customer_id=customer_id, touchpoint=touchpoint, response=response), connection
+    ReferralLink.objects.bulk_create(
+        [ReferralLink(customer_id=customer_id, touchpoint=touchpoint, response=response)], ignore_conflicts=True
     )
-    db.run(ReferralLink, f"{sql} ON CONFLICT DO NOTHING", params)
 
 
 def referral_link_ensure(*, customer_id: int, touchpoint: Touchpoint, response: Response | None = None) -> ReferralLink:

@@ -49,17 +49,28 @@ def webhook_backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 6 * 3600))
 
 
-def endpoints_by_event() -> dict[str, list[int]]:
-    """The active endpoints' ids, by the events they subscribed to."""
-    # Written out rather than through the ORM: every survey answer asks this (see core/db.py).
+def active_endpoints() -> list[tuple[int, list[str]]]:
+    """(id, events) of every active endpoint, through the ORM: what SQLite runs, and the spec of the SQL below."""
+    return list(WebhookEndpoint.objects.filter(is_active=True).values_list("id", "events"))
+
+
+def active_endpoints_sql() -> list[tuple[int, list[str]]]:
+    """The same, written out and prepared once per connection on PostgreSQL: every survey answer with a
+    webhook endpoint asks this (see core/db.py)."""
     connection = db.connection_for(WebhookEndpoint)
     with connection.cursor() as cursor:
         db.execute(cursor, connection, f"SELECT id, events FROM {WebhookEndpoint._meta.db_table} WHERE is_active", [])
         rows = cursor.fetchall()
+    # PostgreSQL hands JSON to a plain cursor as text.
+    return [(pk, json.loads(events) if isinstance(events, str) else events) for pk, events in rows]
+
+
+def endpoints_by_event() -> dict[str, list[int]]:
+    """The active endpoints' ids, by the events they subscribed to."""
+    postgresql = db.connection_for(WebhookEndpoint).vendor == "postgresql"
     subscribed: dict[str, list[int]] = {}
-    for pk, events in rows:
-        # PostgreSQL hands JSON to Django as text, SQLite too.
-        for event in json.loads(events) if isinstance(events, str) else events:
+    for pk, events in active_endpoints_sql() if postgresql else active_endpoints():
+        for event in events:
             subscribed.setdefault(event, []).append(pk)
     return subscribed
 

@@ -524,3 +524,17 @@ def test_staff_who_may_only_view_deliveries_cannot_send_them_again(client, recei
 
     assert receiver.requests == []
     assert reload(failed).status == "failed"
+
+
+def test_the_written_out_endpoint_query_finds_what_the_orm_finds():
+    from surveys.webhooks.services import active_endpoints, active_endpoints_sql
+
+    from ..conftest import require_postgresql
+
+    require_postgresql()
+    WebhookEndpoint.objects.create(name="A", url="https://a.example.com/", events=["response.created", "case.opened"])
+    WebhookEndpoint.objects.create(name="B", url="https://b.example.com/", events=[], is_active=True)
+    WebhookEndpoint.objects.create(name="C", url="https://c.example.com/", events=["case.opened"], is_active=False)
+
+    assert sorted(active_endpoints_sql()) == sorted(active_endpoints())
+    assert len(active_endpoints()) == 2
