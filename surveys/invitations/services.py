@@ -225,6 +225,14 @@ def _send_batch(invitation_ids: list[int], send_one, *, on_deferred=None, on_fai
     return BatchOutcome(results=results, deferred=[])
 
 
+def _send_over(message, connection) -> None:
+    """Send `message` over the batch's SMTP connection (or a connection of its own without one)."""
+    if connection is not None:
+        message.connection = connection
+        connection.open()  # a no-op once open: the batch keeps one connection
+    message.send()
+
+
 def _invitation_cancel_reason(invitation: Invitation, now, suppressed: set[str]) -> str | None:
     customer = invitation.customer
     if customer.erased_at is not None:
@@ -257,12 +265,8 @@ def _invitation_deliver(
         return "cancelled"
     if message is None:
         message = emails.invitation_message(invitation)
-    if connection is not None:
-        message.connection = connection
     try:
-        if connection is not None:
-            connection.open()  # a no-op once open: the batch keeps one connection
-        message.send()
+        _send_over(message, connection)
     except smtplib.SMTPRecipientsRefused as exc:
         _invitation_finish(invitation_id, Invitation.Status.FAILED, f"Recipient refused: {exc.recipients}")
         Customer.objects.filter(pk=invitation.customer_id, bounced_at__isnull=True).update(bounced_at=timezone.now())
@@ -387,12 +391,8 @@ def reminder_send(*, invitation_id: int, connection=None) -> str:
         customer_suppress(customer_id=invitation.customer_id)
         return "suppressed"
     message = emails.invitation_message(invitation, reminder=True)
-    if connection is not None:
-        message.connection = connection
     try:
-        if connection is not None:
-            connection.open()  # a no-op once open: the batch keeps one connection
-        message.send()
+        _send_over(message, connection)
     except smtplib.SMTPRecipientsRefused:
         return "refused"
     except (smtplib.SMTPException, OSError) as exc:

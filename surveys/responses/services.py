@@ -116,22 +116,31 @@ def _response_events(*, response: Response, case: FollowUpCase | None, endpoints
 
 
 
+def _invitation_from_elsewhere(
+    *, customer: Customer, touchpoint: Touchpoint, at, source: str, properties: dict | None, answered: bool = False
+) -> Invitation:
+    """The invitation an answer collected elsewhere stands on (through the API, or imported history): sent at `at`."""
+    return Invitation.objects.create(
+        customer=customer,
+        touchpoint=touchpoint,
+        status=Invitation.Status.SENT,
+        source=source,
+        created_at=at,
+        send_after=at,
+        sent_at=at,
+        answered_at=at if answered else None,
+        expires_at=at + timedelta(days=touchpoint.expiry_days),
+        properties=properties or {},
+    )
+
+
 @transaction.atomic
 def response_record(
     *, customer: Customer, touchpoint: Touchpoint, score: int, reason: str = "", properties: dict | None = None
 ) -> Response:
     """Record an answer collected elsewhere (POST /v1/survey_responses): it follows the same flows as a survey."""
-    now = timezone.now()
-    invitation = Invitation.objects.create(
-        customer=customer,
-        touchpoint=touchpoint,
-        status=Invitation.Status.SENT,
-        source=Invitation.Source.API,
-        created_at=now,
-        send_after=now,
-        sent_at=now,
-        expires_at=now + timedelta(days=touchpoint.expiry_days),
-        properties=properties or {},
+    invitation = _invitation_from_elsewhere(
+        customer=customer, touchpoint=touchpoint, at=timezone.now(), source=Invitation.Source.API, properties=properties
     )
     return response_submit(invitation=invitation, score=score, reason=reason)
 
@@ -198,17 +207,9 @@ def response_import(
     """An answer from imported history, at its own time: it sets nothing in motion (no coupon, case, alert,
     webhook or email), and its import key makes a second import of the same row add nothing."""
     score = validation.clean_score(score)
-    invitation = Invitation.objects.create(
-        customer=customer,
-        touchpoint=touchpoint,
-        status=Invitation.Status.SENT,
-        source=Invitation.Source.HISTORY,
-        created_at=created_at,
-        send_after=created_at,
-        sent_at=created_at,
-        answered_at=created_at,
-        expires_at=created_at + timedelta(days=touchpoint.expiry_days),
-        properties=properties,
+    invitation = _invitation_from_elsewhere(
+        customer=customer, touchpoint=touchpoint, at=created_at, source=Invitation.Source.HISTORY,
+        properties=properties, answered=True,
     )
     return Response.objects.create(
         invitation=invitation,
