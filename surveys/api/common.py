@@ -25,6 +25,12 @@ class Refusal(Exception):
     message: str  # for a person
     headers: dict = field(default_factory=dict)
 
+    def onto(self, response):
+        """`response` (the API's own error envelope for this refusal) with the refusal's headers, e.g. Retry-After."""
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
+
 
 def bearer_key(request: HttpRequest) -> str:
     """The key of `Authorization: Bearer <key>` (our API), or ""."""

@@ -33,10 +33,7 @@ def api_error(status: int, code: str, detail: str, **extra) -> JsonResponse:
 
 
 def _refused(refusal: common.Refusal) -> JsonResponse:
-    response = api_error(refusal.status, refusal.code, refusal.message)
-    for name, value in refusal.headers.items():
-        response[name] = value
-    return response
+    return refusal.onto(api_error(refusal.status, refusal.code, refusal.message))
 
 
 def _admit(request: HttpRequest, scope: str) -> ApiKey:

@@ -50,10 +50,14 @@ def customer_upsert(
     return customer
 
 
-def customers_with_email(email: str):
-    """The customer with this address in any case. Compared as LOWER(email), the expression of the
-    unique index, so PostgreSQL uses it (`email__iexact` compares UPPER() and scans the whole table)."""
-    return Customer.objects.alias(email_lower=Lower("email")).filter(email_lower=Lower(Value(email)))
+def customers_with_email(email: str, *, among=None):
+    """The customer with this address in any case (of `among`, a queryset of customers, if given).
+
+    Compared as LOWER(email), the expression of the unique index, so PostgreSQL uses it
+    (`email__iexact` compares UPPER() and scans the whole table).
+    """
+    customers = Customer.objects.all() if among is None else among
+    return customers.alias(email_lower=Lower("email")).filter(email_lower=Lower(Value(email)))
 
 
 def customer_import_row(

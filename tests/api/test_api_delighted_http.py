@@ -645,3 +645,15 @@ def test_without_a_marked_default_the_only_touchpoint_is_used_and_with_several_o
     assert second.status_code == 422
     assert "properties[touchpoint]" in second.json()["message"]
     assert not Invitation.objects.filter(customer__email="bob@example.com").exists()
+
+
+def test_survey_responses_are_found_by_any_spelling_of_the_persons_address(client, api_key, touchpoint):
+    zoe = CustomerFactory(email="zoe@xn--exmple-cua.org")
+    ResponseFactory(invitation=InvitationFactory(customer=zoe, touchpoint=touchpoint), score=9)
+    ResponseFactory(invitation=InvitationFactory(touchpoint=touchpoint), score=3)
+    auth = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(f"{api_key}:".encode()).decode()}
+
+    found = client.get("/v1/survey_responses.json", {"person_email": " Zoe@Exämple.ORG"}, **auth)
+
+    assert found.status_code == 200
+    assert [item["person"] for item in found.json()] == [str(zoe.pk)]

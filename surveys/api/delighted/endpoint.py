@@ -39,10 +39,7 @@ def delighted_endpoint(*methods: str):
             try:
                 common.admit(request, raw_key=common.basic_key(request), scope=scope, how="as the HTTP Basic user name")
             except common.Refusal as refusal:
-                response = error(refusal.status, refusal.message)
-                for name, value in refusal.headers.items():
-                    response[name] = value
-                return response
+                return refusal.onto(error(refusal.status, refusal.message))
             if any("\x00" in str(value) for value in kwargs.values()):
                 # PostgreSQL refuses a NUL in a query; no id or address holds one.
                 return error(404, "Not found.")

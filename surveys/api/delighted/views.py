@@ -15,8 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.paginator import EmptyPage, Paginator
 from django.db import transaction
-from django.db.models import Count, Q, Value
-from django.db.models.functions import Lower
+from django.db.models import Count, Q
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 
@@ -142,8 +141,7 @@ def _with_email(people_qs, email: str):
         email = validation.canonical_email(email)
     except ValidationError:
         return people_qs.none()
-    # LOWER(email) is what the unique index holds; `email__iexact` (UPPER) would scan the table.
-    return people_qs.alias(email_lower=Lower("email")).filter(email_lower=Lower(Value(email)))
+    return customers.customers_with_email(email, among=people_qs)
 
 
 def _customer_for_identifier(identifier: str, *, erased_too: bool = False) -> Customer:
@@ -245,7 +243,7 @@ def _survey_responses_list(request: HttpRequest) -> JsonResponse:
     if person_id := params.integer(data, "person_id", 1, params.MAX_ID):
         answers = answers.filter(customer_id=person_id)
     if person_email := data.get("person_email"):
-        answers = answers.filter(customer__email__iexact=str(person_email))
+        answers = answers.filter(customer__in=_with_email(Customer.objects.all(), str(person_email)).values("pk"))
     if trend := data.get("trend"):
         answers = answers.filter(_trend_filter(trend))
     order = str(data.get("order", "asc"))
